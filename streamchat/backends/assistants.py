@@ -1,0 +1,233 @@
+"""The Assistants API, the seed's system (shut down by OpenAI on 2026-08-26, still
+spoken by compatible servers and needed to replay old recordings).
+
+One thread per browser session; each turn adds the user's message and streams a run.
+Tool loop: ``thread.run.requires_action`` → ``submit_tool_outputs(stream=True)``,
+which continues the same run in a new stream.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .. import events as ev
+from ..events import StreamEvent, TurnStatus
+from ..sse import RawEvent
+from .base import Adapter, Backend, Conversation, ToolCall, TurnContext, error_message, raw_events
+
+_RUN_END: dict[str, TurnStatus] = {
+    "thread.run.completed": "completed",
+    "thread.run.incomplete": "incomplete",
+    "thread.run.failed": "failed",
+    "thread.run.cancelled": "cancelled",
+    "thread.run.expired": "failed",
+}
+_MARKER = re.compile(r"【[^】]*】")
+
+
+def event_name(raw: RawEvent) -> str:
+    """The event's name; derived from the payload's ``object`` when the ``event:`` line
+    is missing (some compatible servers omit it, and the SDK then misparses the event)."""
+    if raw.event:
+        return raw.event
+    data = raw.data if isinstance(raw.data, dict) else {}
+    obj = data.get("object", "")
+    if obj in ("thread.run", "thread.run.step") and data.get("status"):
+        return f"{obj}.{data['status']}"
+    if obj == "thread.message" and data.get("status"):
+        return f"thread.message.{data['status']}"
+    return obj or ""
+
+
+class AssistantsAdapter(Adapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_id: str | None = None
+        self._calls_by_index: dict[tuple[str, int], str] = {}
+        self._seen_calls: set[str] = set()
+        self.done = False
+
+    def handle(self, raw: RawEvent) -> list[StreamEvent]:
+        name = event_name(raw)
+        data = raw.data
+        if name == "done" or raw.is_done:
+            self.done = True
+            return []
+        if name == "error":
+            message = error_message(data)
+            self.finish("failed", message)
+            return [ev.error(message)]
+        if not isinstance(data, dict):
+            return []
+        if name.startswith("thread.run.") and data.get("object") == "thread.run":
+            self.run_id = data.get("id") or self.run_id
+        if name == "thread.message.delta":
+            return self._message_delta(data)
+        if name == "thread.run.step.delta":
+            return self._step_delta(data)
+        if name == "thread.run.step.completed":
+            return self._step_done(data)
+        if name == "thread.run.requires_action":
+            action = (data.get("required_action") or {}).get("submit_tool_outputs") or {}
+            for call in action.get("tool_calls") or []:
+                fn = call.get("function") or {}
+                self.calls.append(ToolCall(call.get("id", ""), fn.get("name", ""), fn.get("arguments") or ""))
+            self.finish("completed")  # this stream is over; the run goes on after the outputs
+            return [StreamEvent("tool_done", c.arguments, call_id=c.call_id, name=c.name) for c in self.calls]
+        if name in _RUN_END:
+            status = _RUN_END[name]
+            message = ""
+            if status == "failed":
+                message = error_message(data.get("last_error") or {}) if data.get("last_error") else "The run failed."
+            elif status == "incomplete":
+                reason = (data.get("incomplete_details") or {}).get("reason") or "unknown reason"
+                message = f"The answer was cut short ({reason})."
+            self.finish(status, message)
+            return [ev.error(message)] if status == "failed" else []
+        return []
+
+    def _message_delta(self, data: dict[str, Any]) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for part in (data.get("delta") or {}).get("content") or []:
+            if part.get("type") != "text":
+                continue
+            text = part.get("text") or {}
+            value = text.get("value") or ""
+            annotations = text.get("annotations") or []
+            for note in annotations:
+                citation = note.get("file_citation") or note.get("file_path") or {}
+                name = citation.get("filename") or citation.get("file_id") or "file"
+                out.append(StreamEvent("citation", name, url=f"file:{name}", extra={"marker": note.get("text")}))
+            if annotations:
+                # 【4:0†source】 markers become footnote references in the transcript.
+                value = _MARKER.sub("", value)
+            if value:
+                out.insert(0, ev.text(value))
+        return out
+
+    def _step_delta(self, data: dict[str, Any]) -> list[StreamEvent]:
+        details = (data.get("delta") or {}).get("step_details") or {}
+        out: list[StreamEvent] = []
+        step = data.get("id", "")
+        for call in details.get("tool_calls") or []:
+            key = (step, call.get("index", 0))
+            call_id = call.get("id") or self._calls_by_index.get(key, "")
+            self._calls_by_index[key] = call_id
+            kind = call.get("type", "function")
+            if call_id not in self._seen_calls:
+                self._seen_calls.add(call_id)
+                name = (call.get("function") or {}).get("name") if kind == "function" else kind
+                extra = {} if kind == "function" else {"server": True}
+                out.append(StreamEvent("tool_call", call_id=call_id, name=name or "?", extra=extra))
+            if kind == "function":
+                delta = (call.get("function") or {}).get("arguments") or ""
+            elif kind == "code_interpreter":
+                delta = (call.get("code_interpreter") or {}).get("input") or ""
+            else:
+                delta = ""
+            if delta:
+                out.append(StreamEvent("tool_args", delta, call_id=call_id))
+            if kind == "code_interpreter":
+                for output in (call.get("code_interpreter") or {}).get("outputs") or []:
+                    if output.get("type") == "logs" and output.get("logs"):
+                        out.append(StreamEvent("tool_output", output["logs"], call_id=call_id))
+        return out
+
+    def _step_done(self, data: dict[str, Any]) -> list[StreamEvent]:
+        details = data.get("step_details") or {}
+        out: list[StreamEvent] = []
+        for call in details.get("tool_calls") or []:
+            kind = call.get("type")
+            if kind in ("code_interpreter", "file_search", "web_search"):
+                out.append(StreamEvent("tool_done", call_id=call.get("id", ""), name=kind))
+        return out
+
+
+def tool_specs(config: Any) -> list[dict[str, Any]]:
+    specs: list[dict[str, Any]] = []
+    for tool in config.tools:
+        if tool.type == "function":
+            fn = {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
+            specs.append({"type": "function", "function": fn})
+        elif tool.type in ("code_interpreter", "file_search"):
+            specs.append({"type": tool.type})
+    return specs
+
+
+class AssistantsBackend(Backend):
+    api = "assistants"
+    assistant_id: str | None = None
+    _created = False
+
+    async def start(self) -> None:
+        if self.config.assistant_id:
+            self.assistant_id = self.config.assistant_id
+            return
+        params: dict[str, Any] = {
+            "model": self.config.model,
+            "name": self.config.name,
+            "instructions": self.config.instructions,
+        }
+        tools = tool_specs(self.config)
+        if tools:
+            params["tools"] = tools
+        if self.config.temperature is not None:
+            params["temperature"] = self.config.temperature
+        self.assistant_id = (await self.client.beta.assistants.create(**params)).id
+        self._created = True
+
+    async def close(self) -> None:
+        if self._created and self.assistant_id:
+            assistant_id, self.assistant_id, self._created = self.assistant_id, None, False
+            await self.client.beta.assistants.delete(assistant_id)
+
+    async def end_session(self, conv: Conversation) -> None:
+        if conv.thread_id:
+            thread_id, conv.thread_id = conv.thread_id, None
+            await self.client.beta.threads.delete(thread_id)
+
+    async def cancel(self, conv: Conversation) -> None:
+        if conv.thread_id and conv.run_id:
+            run_id, conv.run_id = conv.run_id, None
+            await self.client.beta.threads.runs.cancel(run_id, thread_id=conv.thread_id)
+
+    async def turn(
+        self, conv: Conversation, message: str, history: list[dict[str, Any]], ctx: TurnContext
+    ) -> AsyncIterator[StreamEvent]:
+        if self.assistant_id is None:
+            await self.start()
+        assert self.assistant_id is not None
+        threads = self.client.beta.threads
+        if conv.thread_id is None:
+            conv.thread_id = (await threads.create()).id
+        thread_id = conv.thread_id
+        await threads.messages.create(thread_id, role="user", content=message)
+        request = threads.runs.with_streaming_response.create(thread_id, assistant_id=self.assistant_id, stream=True)
+        for round_ in range(ctx.max_rounds + 1):
+            adapter = AssistantsAdapter()
+            async for raw in raw_events(request, ctx.tap):
+                for event in adapter.handle(raw):
+                    yield event
+                if adapter.run_id and conv.run_id != adapter.run_id:
+                    conv.run_id = adapter.run_id
+            if adapter.status != "completed" or not adapter.calls:
+                conv.run_id = None
+                yield ev.turn_end(adapter.status or "interrupted", adapter.message)
+                return
+            if round_ == ctx.max_rounds:
+                break
+            outputs = []
+            for call in adapter.calls:
+                output = await ctx.run_tool(call)
+                ctx.tap.tool_output(call.call_id, output)
+                yield StreamEvent("tool_output", output, call_id=call.call_id)
+                outputs.append({"tool_call_id": call.call_id, "output": output})
+            run_id = conv.run_id or adapter.run_id or ""
+            request = threads.runs.with_streaming_response.submit_tool_outputs(
+                run_id, thread_id=thread_id, tool_outputs=outputs, stream=True
+            )
+        await self.cancel(conv)
+        yield ev.notice(f"Stopped after {ctx.max_rounds} rounds of tool calls.")
+        yield ev.turn_end("incomplete", f"The tool loop hit its limit of {ctx.max_rounds} rounds.")

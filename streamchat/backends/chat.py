@@ -1,0 +1,163 @@
+"""Chat Completions (`chat.completions.create(stream=True)`), for any OpenAI-compatible
+server: vLLM, Ollama, llama.cpp, LM Studio.
+
+Stateless: the history comes from the ChatInterface. Tool loop: ``tool_calls`` deltas
+assembled by ``index`` (parallel calls included) → ``tool`` messages → the next request.
+A stream is complete only with a ``finish_reason`` *and* ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .. import events as ev
+from ..events import StreamEvent, TurnStatus
+from ..sse import RawEvent
+from .base import Adapter, Backend, Conversation, ToolCall, TurnContext, error_message, raw_events
+
+_FINISH: dict[str, TurnStatus] = {
+    "stop": "completed",
+    "tool_calls": "completed",
+    "function_call": "completed",
+    "length": "incomplete",
+    "content_filter": "incomplete",
+}
+
+
+class ChatAdapter(Adapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.finish_reason: str | None = None
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def handle(self, raw: RawEvent) -> list[StreamEvent]:
+        data = raw.data
+        if raw.is_done:
+            self._done()
+            return []
+        if not isinstance(data, dict):
+            return []
+        if data.get("error"):
+            message = error_message(data)
+            self.finish("failed", message)
+            return [ev.error(message)]
+        out: list[StreamEvent] = []
+        # A chunk with `choices: []` carries usage (or, first, content-filter results).
+        for choice in data.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if reasoning:
+                out.append(StreamEvent("reasoning", reasoning))
+            if delta.get("content"):  # null on role and tool-call chunks
+                out.append(ev.text(delta["content"]))
+            for call in delta.get("tool_calls") or []:
+                out.extend(self._tool_delta(call))
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+        return out
+
+    def _tool_delta(self, call: dict[str, Any]) -> list[StreamEvent]:
+        index = call.get("index", len(self._calls))
+        fn = call.get("function") or {}
+        out: list[StreamEvent] = []
+        state = self._calls.get(index)
+        if state is None:
+            state = {"id": call.get("id") or f"call_{index}", "name": fn.get("name") or "", "arguments": ""}
+            self._calls[index] = state
+            out.append(StreamEvent("tool_call", call_id=state["id"], name=state["name"] or "?"))
+        if fn.get("arguments"):
+            state["arguments"] += fn["arguments"]
+            out.append(StreamEvent("tool_args", fn["arguments"], call_id=state["id"]))
+        return out
+
+    def _done(self) -> None:
+        if self.finish_reason is None:
+            return  # [DONE] without a finish_reason: the answer did not finish
+        status = _FINISH.get(self.finish_reason, "completed")
+        message = "" if status == "completed" else f"The answer was cut short ({self.finish_reason})."
+        for index in sorted(self._calls):
+            state = self._calls[index]
+            self.calls.append(ToolCall(state["id"], state["name"], state["arguments"]))
+        self.finish(status, message)
+
+    def done_events(self) -> list[StreamEvent]:
+        return [StreamEvent("tool_done", c.arguments, call_id=c.call_id, name=c.name) for c in self.calls]
+
+
+def tool_specs(config: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+        }
+        for t in config.tools
+        if t.type == "function"
+    ]
+
+
+def history_messages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ChatInterface history as chat messages: plain text turns only (tool and
+    status bubbles carry ``metadata`` and are the app's, not the model's)."""
+    out = []
+    for message in history:
+        content = message.get("content")
+        if message.get("metadata") or not isinstance(content, str):
+            continue
+        if message.get("role") in ("user", "assistant"):
+            out.append({"role": message["role"], "content": content})
+    return out
+
+
+class ChatBackend(Backend):
+    api = "chat"
+
+    async def turn(
+        self, conv: Conversation, message: str, history: list[dict[str, Any]], ctx: TurnContext
+    ) -> AsyncIterator[StreamEvent]:
+        messages: list[dict[str, Any]] = [{"role": "system", "content": self.config.instructions}]
+        messages += history_messages(history)
+        messages.append({"role": "user", "content": message})
+        tools = tool_specs(self.config)
+        for round_ in range(ctx.max_rounds + 1):
+            params: dict[str, Any] = {
+                "model": self.config.model,
+                "messages": messages,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            if tools:
+                params["tools"] = tools
+            if self.config.temperature is not None:
+                params["temperature"] = self.config.temperature
+            adapter = ChatAdapter()
+            stream = raw_events(self.client.chat.completions.with_streaming_response.create(**params), ctx.tap)
+            async for raw in stream:
+                for event in adapter.handle(raw):
+                    yield event
+            for event in adapter.done_events():
+                yield event
+            if adapter.status != "completed" or not adapter.calls:
+                yield ev.turn_end(adapter.status or "interrupted", adapter.message)
+                return
+            if round_ == ctx.max_rounds:
+                break
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in adapter.calls
+                    ],
+                }
+            )
+            for call in adapter.calls:
+                output = await ctx.run_tool(call)
+                ctx.tap.tool_output(call.call_id, output)
+                yield StreamEvent("tool_output", output, call_id=call.call_id)
+                messages.append({"role": "tool", "tool_call_id": call.call_id, "content": output})
+        yield ev.notice(f"Stopped after {ctx.max_rounds} rounds of tool calls.")
+        yield ev.turn_end("incomplete", f"The tool loop hit its limit of {ctx.max_rounds} rounds.")

@@ -1,0 +1,208 @@
+"""The Responses API (`responses.create(stream=True)`), the live default.
+
+Multi-turn state lives in a Conversation (Conversations API); a server without that
+API falls back to chaining ``previous_response_id``. Tool loop: ``function_call``
+output items → ``function_call_output`` input items → the next response.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+
+from .. import events as ev
+from ..config import Config
+from ..events import StreamEvent
+from ..sse import RawEvent
+from .base import Adapter, Backend, Conversation, ToolCall, TurnContext, error_message, raw_events
+
+_BUILTIN_CALLS = {
+    "code_interpreter_call": "code_interpreter",
+    "file_search_call": "file_search",
+    "web_search_call": "web_search",
+}
+
+
+class ResponsesAdapter(Adapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.response_id: str | None = None
+        self._item_call: dict[str, str] = {}  # output item id → call id
+
+    def handle(self, raw: RawEvent) -> list[StreamEvent]:
+        data = raw.data
+        if not isinstance(data, dict):
+            return []
+        kind = data.get("type") or raw.event or ""
+        if kind == "response.output_text.delta" or kind == "response.refusal.delta":
+            return [ev.text(data.get("delta", ""))]
+        if kind == "response.reasoning_summary_text.delta":
+            return [StreamEvent("reasoning", data.get("delta", ""))]
+        if kind == "response.output_text.annotation.added":
+            return _citation(data.get("annotation") or {})
+        if kind == "response.output_item.added":
+            return self._item_added(data.get("item") or {})
+        if kind == "response.function_call_arguments.delta":
+            call_id = self._item_call.get(data.get("item_id", ""))
+            return [StreamEvent("tool_args", data.get("delta", ""), call_id=call_id)]
+        if kind == "response.code_interpreter_call_code.delta":
+            call_id = self._item_call.get(data.get("item_id", ""))
+            return [StreamEvent("tool_args", data.get("delta", ""), call_id=call_id)]
+        if kind == "response.output_item.done":
+            return self._item_done(data.get("item") or {})
+        if kind in ("response.created", "response.in_progress"):
+            self.response_id = (data.get("response") or {}).get("id") or self.response_id
+            return []
+        if kind == "response.completed":
+            self.response_id = (data.get("response") or {}).get("id") or self.response_id
+            self.finish("completed")
+            return []
+        if kind == "response.incomplete":
+            details = (data.get("response") or {}).get("incomplete_details") or {}
+            # The reason may be a value the SDK's enum does not list: shown as given.
+            reason = details.get("reason") or "unknown reason"
+            self.finish("incomplete", f"The answer was cut short ({reason}).")
+            return []
+        if kind == "response.failed":
+            message = error_message((data.get("response") or {}).get("error") or {})
+            self.finish("failed", message)
+            return [ev.error(message)]
+        if kind == "error":
+            # Flat ({code, message}) or nested ({error: {…}}): both seen in the wild.
+            message = error_message(data)
+            self.finish("failed", message)
+            return [ev.error(message)]
+        return []
+
+    def _item_added(self, item: dict[str, Any]) -> list[StreamEvent]:
+        item_type = item.get("type")
+        if item_type == "function_call":
+            call_id = item.get("call_id") or item.get("id") or ""
+            self._item_call[item.get("id", call_id)] = call_id
+            return [StreamEvent("tool_call", call_id=call_id, name=item.get("name", "?"))]
+        if item_type in _BUILTIN_CALLS:
+            call_id = item.get("id", "")
+            self._item_call[call_id] = call_id
+            extra = {"server": True}
+            return [StreamEvent("tool_call", call_id=call_id, name=_BUILTIN_CALLS[item_type], extra=extra)]
+        return []
+
+    def _item_done(self, item: dict[str, Any]) -> list[StreamEvent]:
+        item_type = item.get("type")
+        if item_type == "function_call":
+            call_id = item.get("call_id") or item.get("id") or ""
+            call = ToolCall(call_id, item.get("name", ""), item.get("arguments") or "")
+            self.calls.append(call)
+            return [StreamEvent("tool_done", call.arguments, call_id=call_id, name=call.name)]
+        if item_type in _BUILTIN_CALLS:
+            call_id = item.get("id", "")
+            out = [StreamEvent("tool_done", call_id=call_id, name=_BUILTIN_CALLS[item_type])]
+            result = _builtin_output(item)
+            if result:
+                out.append(StreamEvent("tool_output", result, call_id=call_id))
+            return out
+        return []
+
+
+def _builtin_output(item: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for output in item.get("outputs") or []:
+        if output.get("type") == "logs" and output.get("logs"):
+            parts.append(output["logs"])
+        elif output.get("type") == "image" and output.get("url"):
+            parts.append(f"![output image]({output['url']})")
+    queries = item.get("queries") or (item.get("action") or {}).get("query")
+    if queries:
+        parts.append("Searched: " + (", ".join(queries) if isinstance(queries, list) else str(queries)))
+    return "\n".join(parts)
+
+
+def _citation(annotation: dict[str, Any]) -> list[StreamEvent]:
+    kind = annotation.get("type")
+    if kind == "url_citation":
+        url = annotation.get("url", "")
+        return [StreamEvent("citation", annotation.get("title") or url, url=url)]
+    if kind in ("file_citation", "container_file_citation", "file_path"):
+        name = annotation.get("filename") or annotation.get("file_id") or "file"
+        return [StreamEvent("citation", name, url=f"file:{name}")]
+    return []
+
+
+def tool_specs(config: Config) -> list[dict[str, Any]]:
+    specs: list[dict[str, Any]] = []
+    for tool in config.tools:
+        if tool.type == "function":
+            specs.append(
+                {
+                    "type": "function",
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": tool.parameters,
+                }
+            )
+        elif tool.type == "code_interpreter":
+            specs.append({"type": "code_interpreter", "container": {"type": "auto"}, **tool.options})
+        else:
+            specs.append({"type": tool.type, **tool.options})
+    return specs
+
+
+class ResponsesBackend(Backend):
+    api = "responses"
+
+    async def end_session(self, conv: Conversation) -> None:
+        if conv.conversation_id:
+            conversation_id, conv.conversation_id = conv.conversation_id, None
+            await self.client.conversations.delete(conversation_id)
+        conv.previous_response_id = None
+
+    async def _ensure_conversation(self, conv: Conversation) -> None:
+        if conv.conversation_id or conv.previous_response_id:
+            return
+        try:
+            conv.conversation_id = (await self.client.conversations.create()).id
+        except openai.NotFoundError:
+            pass  # a server without the Conversations API: chain previous_response_id
+
+    async def turn(
+        self, conv: Conversation, message: str, history: list[dict[str, Any]], ctx: TurnContext
+    ) -> AsyncIterator[StreamEvent]:
+        await self._ensure_conversation(conv)
+        tools = tool_specs(self.config)
+        request_input: Any = [{"role": "user", "content": message}]
+        for round_ in range(ctx.max_rounds + 1):
+            params: dict[str, Any] = {
+                "model": self.config.model,
+                "instructions": self.config.instructions,
+                "input": request_input,
+                "stream": True,
+            }
+            if tools:
+                params["tools"] = tools
+            if self.config.temperature is not None:
+                params["temperature"] = self.config.temperature
+            if conv.conversation_id:
+                params["conversation"] = conv.conversation_id
+            elif conv.previous_response_id:
+                params["previous_response_id"] = conv.previous_response_id
+            adapter = ResponsesAdapter()
+            async for raw in raw_events(self.client.responses.with_streaming_response.create(**params), ctx.tap):
+                for event in adapter.handle(raw):
+                    yield event
+            if adapter.response_id and not conv.conversation_id:
+                conv.previous_response_id = adapter.response_id
+            if adapter.status != "completed" or not adapter.calls:
+                yield ev.turn_end(adapter.status or "interrupted", adapter.message)
+                return
+            if round_ == ctx.max_rounds:
+                break
+            request_input = []
+            for call in adapter.calls:
+                output = await ctx.run_tool(call)
+                ctx.tap.tool_output(call.call_id, output)
+                yield StreamEvent("tool_output", output, call_id=call.call_id)
+                request_input.append({"type": "function_call_output", "call_id": call.call_id, "output": output})
+        yield ev.notice(f"Stopped after {ctx.max_rounds} rounds of tool calls.")
+        yield ev.turn_end("incomplete", f"The tool loop hit its limit of {ctx.max_rounds} rounds.")

@@ -1,0 +1,211 @@
+"""`assistant_config.yaml` → validated, immutable settings.
+
+Validation is strict on purpose: an unknown key is almost always a typo that would
+otherwise be ignored silently, so every problem stops start-up with one message that
+names the key (``tools[1].parameters: expected a mapping, got list``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .sse import APIS, Api
+
+BUILTIN_TOOL_TYPES = ("code_interpreter", "file_search", "web_search")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool the assistant may call."""
+
+    type: str
+    """`function` for a local Python function, or a built-in tool type the provider runs."""
+    name: str = ""
+    """The function's name as the model sees it (functions only)."""
+    description: str = ""
+    """What the function does, for the model."""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    """JSON schema of the arguments."""
+    handler: str = ""
+    """`module:function` that runs the call locally (functions only)."""
+    timeout: float = 10.0
+    """Seconds a handler may run before its call is answered with an error."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Extra provider options of a built-in tool (e.g. `vector_store_ids`)."""
+
+
+@dataclass(frozen=True)
+class UISettings:
+    title: str = "Streaming assistant"
+    description: str = ""
+    examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """The assistant: persona, model, backend, tools and UI text."""
+
+    name: str
+    instructions: str
+    model: str
+    backend: Api = "responses"
+    temperature: float | None = None
+    assistant_id: str | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    ui: UISettings = UISettings()
+    source_text: str = ""
+    """The YAML as read, kept for the digest a recording's header carries."""
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source_text.encode("utf-8")).hexdigest()
+
+    def with_overrides(self, *, backend: str | None = None, model: str | None = None) -> Config:
+        from dataclasses import replace
+
+        out = self
+        if backend:
+            if backend not in APIS:
+                raise ConfigError(f"backend: expected one of {', '.join(APIS)}, got {backend!r}")
+            out = replace(out, backend=backend)  # type: ignore[arg-type]
+        if model:
+            out = replace(out, model=model)
+        return out
+
+
+_TOP_KEYS = {
+    "name": str,
+    "instructions": str,
+    "model": str,
+    "backend": str,
+    "temperature": (int, float),
+    "assistant_id": str,
+    "tools": list,
+    "ui": dict,
+}
+_REQUIRED = ("name", "instructions", "model")
+_UI_KEYS = {"title": str, "description": str, "examples": list}
+_FUNCTION_KEYS = {
+    "type": str,
+    "name": str,
+    "description": str,
+    "parameters": dict,
+    "handler": str,
+    "timeout": (int, float),
+}
+
+
+def _type_name(t: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "a number", float: "a number", list: "a list", dict: "a mapping"}
+    if isinstance(t, tuple):
+        return names[t[0]]
+    return names[t]
+
+
+def _check(mapping: dict[str, Any], schema: dict[str, Any], where: str) -> None:
+    for key, value in mapping.items():
+        path = f"{where}{key}"
+        if key not in schema:
+            raise ConfigError(f"{path}: unknown key (allowed: {', '.join(schema)})")
+        expected = schema[key]
+        if value is None and key in ("temperature", "assistant_id"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise ConfigError(f"{path}: expected {_type_name(expected)}, got {type(value).__name__}")
+
+
+def _tool(raw: Any, i: int) -> ToolSpec:
+    where = f"tools[{i}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    kind = raw.get("type", "function")
+    if kind in BUILTIN_TOOL_TYPES:
+        options = {k: v for k, v in raw.items() if k != "type"}
+        return ToolSpec(type=kind, name=kind, options=options)
+    if kind != "function":
+        allowed = ", ".join(("function", *BUILTIN_TOOL_TYPES))
+        raise ConfigError(f"{where}.type: expected one of {allowed}, got {kind!r}")
+    _check(raw, _FUNCTION_KEYS, f"{where}.")
+    for key in ("name", "handler"):
+        if not raw.get(key):
+            raise ConfigError(f"{where}.{key}: required for a function tool")
+    if ":" not in raw["handler"]:
+        raise ConfigError(f"{where}.handler: expected 'module:function', got {raw['handler']!r}")
+    timeout = float(raw.get("timeout", 10.0))
+    if timeout <= 0:
+        raise ConfigError(f"{where}.timeout: must be positive")
+    return ToolSpec(
+        type="function",
+        name=raw["name"],
+        description=raw.get("description", ""),
+        parameters=raw.get("parameters", {"type": "object", "properties": {}}),
+        handler=raw["handler"],
+        timeout=timeout,
+    )
+
+
+def parse_config(text: str, *, origin: str = "config") -> Config:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{origin}: not valid YAML{at}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: expected a mapping of settings at the top level")
+    _check(raw, _TOP_KEYS, "")
+    for key in _REQUIRED:
+        if not raw.get(key):
+            raise ConfigError(f"{key}: required")
+    backend = raw.get("backend", "responses")
+    if backend not in APIS:
+        raise ConfigError(f"backend: expected one of {', '.join(APIS)}, got {backend!r}")
+    temperature = raw.get("temperature")
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise ConfigError(f"temperature: expected a number from 0 to 2, got {temperature}")
+    ui_raw = raw.get("ui") or {}
+    _check(ui_raw, _UI_KEYS, "ui.")
+    examples = ui_raw.get("examples", [])
+    for i, example in enumerate(examples):
+        if not isinstance(example, str):
+            raise ConfigError(f"ui.examples[{i}]: expected a string, got {type(example).__name__}")
+    tools = tuple(_tool(t, i) for i, t in enumerate(raw.get("tools") or []))
+    names = [t.name for t in tools]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"tools: the name {name!r} is used twice")
+    return Config(
+        name=raw["name"],
+        instructions=raw["instructions"],
+        model=raw["model"],
+        backend=backend,
+        temperature=float(temperature) if temperature is not None else None,
+        assistant_id=raw.get("assistant_id") or None,
+        tools=tools,
+        ui=UISettings(
+            title=ui_raw.get("title", raw["name"]),
+            description=ui_raw.get("description", ""),
+            examples=tuple(examples),
+        ),
+        source_text=text,
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config: file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc}") from None
+    return parse_config(text, origin=str(path))

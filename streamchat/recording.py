@@ -1,0 +1,292 @@
+"""The recording format: JSON Lines, a header, then per turn the user's message, every
+raw provider event with its time offset, tool outputs and an end object.
+
+See docs/recording-format.md. The writer creates its file exclusively and flushes every
+line, so a crash leaves a playable file whose last turn (no ``end``) reads as
+interrupted. The reader is tolerant: it skips what it does not know, reports each bad
+line by number, and keeps everything that is valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from . import __version__
+from .events import TERMINAL_STATUSES, TurnStatus
+from .sse import APIS, Api, RawEvent
+
+FORMAT = "streamchat-recording"
+VERSION = 1
+SUFFIX = ".jsonl"
+
+MAX_TURN_BYTES = 8 * 1024 * 1024
+"""A turn longer than this stops being recorded (the file keeps what it has)."""
+MAX_FOLDER_BYTES = 512 * 1024 * 1024
+"""A recordings folder larger than this takes no new recordings."""
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""A recording larger than this is not loaded for replay."""
+
+
+class RecordingError(ValueError):
+    """A recording that cannot be replayed at all (missing, no header, unknown version)."""
+
+
+@dataclass
+class RecordedStream:
+    """One HTTP stream of a turn: its raw events with their offsets from the turn start."""
+
+    events: list[tuple[float, RawEvent]] = field(default_factory=list)
+
+
+@dataclass
+class RecordedTurn:
+    index: int
+    user: str
+    streams: list[RecordedStream] = field(default_factory=list)
+    tool_outputs: dict[str, str] = field(default_factory=dict)
+    status: TurnStatus = "interrupted"
+    """From the ``end`` object; a turn without one was cut off: interrupted."""
+    duration: float = 0.0
+
+
+@dataclass
+class Recording:
+    header: dict[str, Any]
+    turns: list[RecordedTurn]
+    problems: list[str] = field(default_factory=list)
+    """One line per skipped or damaged line, naming its line number."""
+    name: str = ""
+
+    @property
+    def api(self) -> Api:
+        return self.header["api"]
+
+    @property
+    def synthetic(self) -> bool:
+        return self.header.get("source") == "synthetic"
+
+    @property
+    def prompts(self) -> list[str]:
+        return [turn.user for turn in self.turns]
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def header(api: Api, model: str, config_sha256: str, *, source: str = "recorded", **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "header",
+        "format": FORMAT,
+        "version": VERSION,
+        "api": api,
+        "model": model,
+        "config_sha256": config_sha256,
+        "created": _now_iso(),
+        "app_version": __version__,
+        "source": source,
+        **extra,
+    }
+
+
+def _line(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+class RecordingWriter:
+    """Appends one session's turns to a new file, a flushed line at a time.
+
+    It is also the driver's tap: ``stream_started``, ``event`` and ``tool_output`` are
+    called as things happen, between ``begin_turn`` and ``end_turn``.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        head: dict[str, Any],
+        *,
+        clock: Any = time.monotonic,
+        max_turn_bytes: int = MAX_TURN_BYTES,
+    ) -> None:
+        self.path = path
+        self._clock = clock
+        self._max_turn_bytes = max_turn_bytes
+        self._file: IO[str] | None = None
+        self._head = head
+        self._turn = -1
+        self._stream = -1
+        self._start = 0.0
+        self._turn_bytes = 0
+        self.stopped = ""
+        """Why recording stopped early (a size cap, a write error); empty while it runs."""
+
+    def _open(self) -> IO[str]:
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # "x": never overwrite an existing recording.
+            self._file = open(self.path, "x", encoding="utf-8")  # noqa: SIM115
+            self._write(self._head)
+        return self._file
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        if self.stopped:
+            return
+        line = _line(obj)
+        self._turn_bytes += len(line)
+        if self._turn_bytes > self._max_turn_bytes and obj.get("kind") != "end":
+            self.stopped = f"This turn passed the recording limit of {self._max_turn_bytes // (1024 * 1024)} MiB; recording stopped."
+            return
+        assert self._file is not None
+        try:
+            self._file.write(line)
+            self._file.flush()
+        except OSError as exc:
+            self.stopped = f"Recording stopped: {exc.strerror or exc}."
+
+    def begin_turn(self, user: str) -> None:
+        self._open()
+        self._turn += 1
+        self._stream = -1
+        self._turn_bytes = 0
+        self._start = self._clock()
+        self._write({"kind": "turn", "turn": self._turn, "user": user})
+
+    def _t(self) -> float:
+        return round(self._clock() - self._start, 4)
+
+    def stream_started(self) -> None:
+        self._stream += 1
+
+    def event(self, raw: RawEvent) -> None:
+        obj: dict[str, Any] = {"kind": "event", "turn": self._turn, "stream": max(self._stream, 0), "t": self._t()}
+        if raw.event is not None:
+            obj["event"] = raw.event
+        obj["data"] = raw.data
+        self._write(obj)
+
+    def tool_output(self, call_id: str, output: str) -> None:
+        self._write({"kind": "tool_output", "turn": self._turn, "t": self._t(), "call_id": call_id, "output": output})
+
+    def end_turn(self, status: TurnStatus) -> None:
+        if self._turn < 0:
+            return
+        self._write({"kind": "end", "turn": self._turn, "t": self._t(), "status": status})
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def new_recording_path(folder: Path, stem: str) -> Path:
+    """A fresh file name in ``folder`` (time-stamped; never an existing file)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    base = f"{stamp}-{stem}-{os.getpid()}"
+    for n in range(1000):
+        path = folder / f"{base}{'-' + str(n) if n else ''}{SUFFIX}"
+        if not path.exists():
+            return path
+    raise RecordingError(f"no free file name in {folder}")
+
+
+# -- reading ----------------------------------------------------------------------
+
+
+def parse_recording(text: str, *, name: str = "") -> Recording:
+    """Parse a recording, keeping every valid line and naming each bad one."""
+    problems: list[str] = []
+    head: dict[str, Any] | None = None
+    turns: dict[int, RecordedTurn] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            problems.append(f"line {number}: not valid JSON, skipped")
+            continue
+        if not isinstance(obj, dict):
+            problems.append(f"line {number}: not an object, skipped")
+            continue
+        kind = obj.get("kind")
+        if head is None:
+            if kind != "header":
+                raise RecordingError(f"{name or 'recording'}: line {number}: expected the header first")
+            head = obj
+            _check_header(head, name)
+            continue
+        if kind not in ("turn", "event", "tool_output", "end"):
+            continue  # unknown kinds are skipped: newer writers may add some
+        turn_no = obj.get("turn")
+        if not isinstance(turn_no, int):
+            problems.append(f"line {number}: no turn number, skipped")
+            continue
+        if kind == "turn":
+            if not isinstance(obj.get("user"), str):
+                problems.append(f"line {number}: turn without a user message, skipped")
+                continue
+            turns[turn_no] = RecordedTurn(index=turn_no, user=obj["user"])
+            continue
+        turn = turns.get(turn_no)
+        if turn is None:
+            problems.append(f"line {number}: {kind} for unknown turn {turn_no}, skipped")
+            continue
+        t = obj.get("t", 0.0)
+        if not isinstance(t, (int, float)) or t < 0:
+            problems.append(f"line {number}: bad time offset, skipped")
+            continue
+        if kind == "event":
+            stream = obj.get("stream", 0)
+            if not isinstance(stream, int) or stream < 0 or stream > len(turn.streams):
+                problems.append(f"line {number}: bad stream number, skipped")
+                continue
+            if stream == len(turn.streams):
+                turn.streams.append(RecordedStream())
+            turn.streams[stream].events.append((float(t), RawEvent(obj.get("event"), obj.get("data"))))
+            turn.duration = max(turn.duration, float(t))
+        elif kind == "tool_output":
+            if isinstance(obj.get("call_id"), str) and isinstance(obj.get("output"), str):
+                turn.tool_outputs[obj["call_id"]] = obj["output"]
+            else:
+                problems.append(f"line {number}: tool_output without call_id or output, skipped")
+        elif kind == "end":
+            status = obj.get("status")
+            if status in TERMINAL_STATUSES:
+                turn.status = status
+                turn.duration = max(turn.duration, float(t))
+            else:
+                problems.append(f"line {number}: unknown end status {status!r}")
+    if head is None:
+        raise RecordingError(f"{name or 'recording'}: empty (no header)")
+    ordered = [turns[k] for k in sorted(turns)]
+    return Recording(header=head, turns=ordered, problems=problems, name=name)
+
+
+def _check_header(head: dict[str, Any], name: str) -> None:
+    label = name or "recording"
+    if head.get("format") != FORMAT:
+        raise RecordingError(f"{label}: not a {FORMAT} file (format={head.get('format')!r})")
+    version = head.get("version")
+    if not isinstance(version, int) or version > VERSION or version < 1:
+        raise RecordingError(f"{label}: format version {version!r} is not supported (this app reads {VERSION})")
+    if head.get("api") not in APIS:
+        raise RecordingError(f"{label}: unknown api {head.get('api')!r}")
+
+
+def load_recording(path: Path, *, name: str = "") -> Recording:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise RecordingError(f"{name or path.name}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RecordingError(f"{name or path.name}: no such recording") from None
+    except OSError as exc:
+        raise RecordingError(f"{name or path.name}: cannot read ({exc.strerror})") from None
+    return parse_recording(data.decode("utf-8", errors="replace"), name=name or path.stem)

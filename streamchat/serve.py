@@ -1,0 +1,151 @@
+"""Put a ``FakeOpenAI`` on the wire: in-process (an httpx2 transport for the `openai`
+client) or over real HTTP on 127.0.0.1 (an ASGI app run by uvicorn).
+
+Both carry the same bytes; a scripted connection drop becomes a transport error in the
+first and a reset connection in the second, which is what the client sees live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import uvicorn
+
+from .fakeapi import FakeOpenAI, Logged, Reply, StreamDropped
+
+
+def _json_body(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+async def _logged_stream(core: FakeOpenAI, path: str, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Pass the stream through, noting in the log when the client leaves early."""
+    finished = False
+    try:
+        async for chunk in stream:
+            yield chunk
+        finished = True
+    finally:
+        if not finished:
+            core.log.append(Logged("POST", path, None, event="disconnected"))
+
+
+class _Body(httpx2.AsyncByteStream):
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._chunks:
+                yield chunk
+        except StreamDropped:
+            raise httpx2.RemoteProtocolError("peer closed connection without completing the body") from None
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()  # type: ignore[attr-defined]
+
+
+class ReplayTransport(httpx2.AsyncBaseTransport):
+    """Answers the `openai` client's requests from a ``FakeOpenAI``, in-process."""
+
+    def __init__(self, core: FakeOpenAI) -> None:
+        self.core = core
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        body = _json_body(await request.aread())
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        reply = await self.core.handle(request.method, request.url.path, body, headers)
+        if reply.stream is not None:
+            stream = _Body(_logged_stream(self.core, request.url.path, reply.stream))
+            return httpx2.Response(reply.status, headers=reply.headers, stream=stream, request=request)
+        return httpx2.Response(reply.status, headers=reply.headers, json=reply.body, request=request)
+
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def asgi_app(core: FakeOpenAI) -> Callable[[dict[str, Any], Receive, Send], Awaitable[None]]:
+    """The fake API as a bare ASGI app (no framework: it only needs bodies in, bytes out)."""
+
+    async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        reply: Reply = await core.handle(scope["method"], scope["path"], _json_body(raw), headers)
+        out_headers = [(k.encode(), v.encode()) for k, v in reply.headers.items()]
+        if reply.stream is None:
+            payload = json.dumps(reply.body).encode()
+            out_headers.append((b"content-type", b"application/json"))
+            await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
+        # StreamDropped propagates: uvicorn then resets the connection mid-body.
+        async for chunk in _logged_stream(core, scope["path"], reply.stream):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+@dataclass
+class RunningServer:
+    url: str
+    """Base URL for an OpenAI client, ending in ``/v1``."""
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve_in_thread(core: FakeOpenAI, *, port: int = 0) -> RunningServer:
+    """Serve ``core`` on 127.0.0.1 from a background thread (tests, and replay in apps
+    that want a real socket); returns once it accepts connections."""
+    port = port or _free_port()
+    config = uvicorn.Config(asgi_app(core), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        threading.Event().wait(0.01)
+    else:
+        raise RuntimeError("the fake API server did not start")
+    return RunningServer(f"http://127.0.0.1:{port}/v1", server, thread)

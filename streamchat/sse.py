@@ -1,0 +1,139 @@
+"""Server-sent events: decode the bytes a provider sends, and frame them as OpenAI does.
+
+One decoder serves the live drivers (and through them the recorder), and one encoder
+serves the replay transport, the replay server and the tests' fake server, so a
+recording goes back on the wire exactly as each API frames it:
+
+- responses:  ``event: <type>`` + ``data: {json with "type"}``; no ``[DONE]``.
+- assistants: ``event: thread.…`` + ``data: {json}``; ends ``event: done`` / ``data: [DONE]``.
+- chat:       ``data: {json}`` only; ends ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Api = Literal["responses", "assistants", "chat"]
+APIS: tuple[Api, ...] = ("responses", "assistants", "chat")
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """One server-sent event as the provider sent it."""
+
+    event: str | None
+    """The ``event:`` field, or None when the frame had none (Chat Completions)."""
+
+    data: Any
+    """The ``data:`` payload parsed as JSON; the raw string when it is not JSON
+    (``[DONE]``, or a corrupt chunk, kept so nothing is lost)."""
+
+    @property
+    def is_done(self) -> bool:
+        return self.data == "[DONE]"
+
+
+def parse_data(data: str) -> Any:
+    if data == "[DONE]":
+        return data
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data
+
+
+class SSEDecoder:
+    """Incremental SSE decoder (WHATWG rules, the subset OpenAI uses): bytes in, events out.
+
+    Works on bytes so a multibyte character split across network chunks is never
+    decoded half-way.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event: str | None = None
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[RawEvent]:
+        self._buffer += chunk
+        out: list[RawEvent] = []
+        while True:
+            cut = self._next_line_end()
+            if cut is None:
+                break
+            end, skip = cut
+            line = self._buffer[:end].decode("utf-8", errors="replace")
+            self._buffer = self._buffer[end + skip :]
+            event = self._line(line)
+            if event is not None:
+                out.append(event)
+        return out
+
+    def flush(self) -> list[RawEvent]:
+        """End of stream: a final event without its blank line still counts."""
+        out = self.feed(b"\n\n") if self._buffer else []
+        if self._data:
+            event = self._line("")
+            if event is not None:
+                out.append(event)
+        return out
+
+    def _next_line_end(self) -> tuple[int, int] | None:
+        buf = self._buffer
+        n = buf.find(b"\n")
+        r = buf.find(b"\r")
+        if r == -1 and n == -1:
+            return None
+        if r == -1 or (n != -1 and n < r):
+            return n, 1
+        if r + 1 == len(buf):
+            return None  # a \r at the end may be half of \r\n: wait for more
+        return r, 2 if buf[r + 1 : r + 2] == b"\n" else 1
+
+    def _line(self, line: str) -> RawEvent | None:
+        if not line:
+            if not self._data and self._event is None:
+                return None
+            event = RawEvent(self._event, parse_data("\n".join(self._data)))
+            self._event, self._data = None, []
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        return None
+
+
+def _dumps(data: Any) -> str:
+    if isinstance(data, str):
+        return data
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def frame(event: str | None, data: Any) -> bytes:
+    """One SSE frame. Multi-line strings become several ``data:`` lines, as the spec asks."""
+    lines = []
+    if event is not None:
+        lines.append(f"event: {event}")
+    lines.extend(f"data: {part}" for part in _dumps(data).split("\n"))
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def frame_raw(raw: RawEvent) -> bytes:
+    return frame(raw.event, raw.data)
+
+
+def terminator(api: Api) -> bytes:
+    """What ends a stream on the wire: nothing for Responses, ``[DONE]`` for the others."""
+    if api == "assistants":
+        return frame("done", "[DONE]")
+    if api == "chat":
+        return frame(None, "[DONE]")
+    return b""

@@ -1,0 +1,358 @@
+"""Streams in each API's exact wire format, made up rather than captured.
+
+The tests' fake server, the bundled (``source: synthetic``) recordings and the
+benchmarks all build their streams here, so there is one idea of what each provider
+sends. Each builder returns the raw events of one HTTP stream, in order; ``timed``
+gives them offsets.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .sse import RawEvent
+
+CREATED = 1795000000
+"""The ``created_at`` of every made-up object: a fixed time keeps generated files
+identical from one run to the next."""
+
+_ids = itertools.count(1)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{next(_ids):06d}"
+
+
+def reset_ids() -> None:
+    global _ids
+    _ids = itertools.count(1)
+
+
+@dataclass
+class FunctionCall:
+    name: str
+    arguments: str
+    call_id: str = field(default_factory=lambda: new_id("call"))
+    chunks: int = 3
+    """How many argument deltas the arguments are split into."""
+
+
+def split_text(text: str, size: int = 4) -> list[str]:
+    """Cut text into deltas of ``size`` characters (multibyte characters stay whole:
+    the cut is by character, the way providers emit tokens)."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _split(value: str, n: int) -> list[str]:
+    n = max(1, min(n, len(value) or 1))
+    step = -(-len(value) // n) if value else 1
+    return [value[i : i + step] for i in range(0, len(value), step)] or [""]
+
+
+def timed(events: Iterable[RawEvent], *, start: float = 0.0, step: float = 0.02) -> list[tuple[float, RawEvent]]:
+    return [(round(start + i * step, 4), e) for i, e in enumerate(events)]
+
+
+# -- Responses --------------------------------------------------------------------
+
+
+def responses_stream(
+    deltas: Sequence[str] = (),
+    *,
+    model: str = "gpt-5-mini",
+    response_id: str | None = None,
+    end: str | None = "completed",
+    calls: Sequence[FunctionCall] = (),
+    reasoning: Sequence[str] = (),
+    annotations: Sequence[dict[str, Any]] = (),
+    incomplete_reason: str = "max_output_tokens",
+    error: dict[str, Any] | None = None,
+    nested_error: bool = False,
+) -> list[RawEvent]:
+    """One ``responses.create(stream=True)`` stream.
+
+    ``end``: ``completed``, ``incomplete``, ``failed``, ``error`` (an ``error`` event),
+    or None (the stream stops before its terminal event).
+    """
+    rid = response_id or new_id("resp")
+    seq = itertools.count()
+    now = CREATED
+
+    def ev(kind: str, **data: Any) -> RawEvent:
+        return RawEvent(kind, {"type": kind, "sequence_number": next(seq), **data})
+
+    def response(status: str, output: list[Any], **more: Any) -> dict[str, Any]:
+        return {
+            "id": rid,
+            "object": "response",
+            "created_at": now,
+            "status": status,
+            "model": model,
+            "output": output,
+            "error": None,
+            "incomplete_details": None,
+            **more,
+        }
+
+    out: list[RawEvent] = [
+        ev("response.created", response=response("in_progress", [])),
+        ev("response.in_progress", response=response("in_progress", [])),
+    ]
+    items: list[dict[str, Any]] = []
+    index = 0
+    if reasoning:
+        rs_id = new_id("rs")
+        item = {"id": rs_id, "type": "reasoning", "summary": []}
+        out.append(ev("response.output_item.added", output_index=index, item=item))
+        part = {"type": "summary_text", "text": ""}
+        out.append(ev("response.reasoning_summary_part.added", item_id=rs_id, output_index=index, summary_index=0, part=part))
+        for d in reasoning:
+            out.append(ev("response.reasoning_summary_text.delta", item_id=rs_id, output_index=index, summary_index=0, delta=d))
+        full = "".join(reasoning)
+        out.append(ev("response.reasoning_summary_text.done", item_id=rs_id, output_index=index, summary_index=0, text=full))
+        done = {**item, "summary": [{"type": "summary_text", "text": full}]}
+        out.append(ev("response.output_item.done", output_index=index, item=done))
+        items.append(done)
+        index += 1
+    for call in calls:
+        fc_id = new_id("fc")
+        item = {"id": fc_id, "type": "function_call", "status": "in_progress", "arguments": "", "call_id": call.call_id, "name": call.name}
+        out.append(ev("response.output_item.added", output_index=index, item=item))
+        for d in _split(call.arguments, call.chunks):
+            out.append(ev("response.function_call_arguments.delta", item_id=fc_id, output_index=index, delta=d))
+        out.append(ev("response.function_call_arguments.done", item_id=fc_id, output_index=index, arguments=call.arguments))
+        done = {**item, "status": "completed", "arguments": call.arguments}
+        out.append(ev("response.output_item.done", output_index=index, item=done))
+        items.append(done)
+        index += 1
+    if deltas:
+        msg_id = new_id("msg")
+        item = {"id": msg_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+        out.append(ev("response.output_item.added", output_index=index, item=item))
+        part = {"type": "output_text", "text": "", "annotations": []}
+        out.append(ev("response.content_part.added", item_id=msg_id, output_index=index, content_index=0, part=part))
+        for i, d in enumerate(deltas):
+            out.append(ev("response.output_text.delta", item_id=msg_id, output_index=index, content_index=0, delta=d, logprobs=[]))
+            if end is None and i == len(deltas) - 1:
+                return out  # cut off mid-answer
+        for n, note in enumerate(annotations):
+            out.append(
+                ev("response.output_text.annotation.added", item_id=msg_id, output_index=index, content_index=0, annotation_index=n, annotation=note)
+            )
+        full = "".join(deltas)
+        out.append(ev("response.output_text.done", item_id=msg_id, output_index=index, content_index=0, text=full, logprobs=[]))
+        done_part = {"type": "output_text", "text": full, "annotations": list(annotations)}
+        out.append(ev("response.content_part.done", item_id=msg_id, output_index=index, content_index=0, part=done_part))
+        done = {**item, "status": "completed", "content": [done_part]}
+        out.append(ev("response.output_item.done", output_index=index, item=done))
+        items.append(done)
+    if end == "completed":
+        out.append(ev("response.completed", response=response("completed", items, usage=_usage())))
+    elif end == "incomplete":
+        details = {"reason": incomplete_reason}
+        out.append(ev("response.incomplete", response=response("incomplete", items, incomplete_details=details)))
+    elif end == "failed":
+        err = error or {"code": "server_error", "message": "The model failed to finish."}
+        out.append(ev("response.failed", response=response("failed", items, error=err)))
+    elif end == "error":
+        err = error or {"code": "rate_limit_exceeded", "message": "Rate limit reached during the stream."}
+        payload = {"error": {"type": "invalid_request_error", **err}} if nested_error else {**err, "param": None}
+        out.append(ev("error", **payload))
+    return out
+
+
+def _usage() -> dict[str, Any]:
+    return {"input_tokens": 12, "output_tokens": 34, "total_tokens": 46}
+
+
+# -- Assistants -------------------------------------------------------------------
+
+
+def assistants_stream(
+    deltas: Sequence[str] = (),
+    *,
+    thread_id: str = "thread_synthetic",
+    assistant_id: str = "asst_synthetic",
+    run_id: str | None = None,
+    end: str | None = "completed",
+    calls: Sequence[FunctionCall] = (),
+    annotations: Sequence[dict[str, Any]] = (),
+    continuing: bool = False,
+    event_lines: bool = True,
+) -> list[RawEvent]:
+    """One run stream (``runs.create(stream=True)``, or with ``continuing`` the stream
+    ``submit_tool_outputs(stream=True)`` opens). ``end``: ``completed``, ``failed``,
+    ``incomplete``, ``cancelled``, ``requires_action`` (needs ``calls``), ``error`` or
+    None. ``event_lines=False`` drops the ``event:`` lines, as some servers do."""
+    rid = run_id or new_id("run")
+    now = CREATED
+
+    def run(status: str, **more: Any) -> dict[str, Any]:
+        return {
+            "id": rid,
+            "object": "thread.run",
+            "created_at": now,
+            "thread_id": thread_id,
+            "assistant_id": assistant_id,
+            "status": status,
+            "required_action": None,
+            "last_error": None,
+            "incomplete_details": None,
+            **more,
+        }
+
+    out: list[tuple[str, Any]] = []
+    if not continuing:
+        out += [("thread.run.created", run("queued")), ("thread.run.queued", run("queued"))]
+    out.append(("thread.run.in_progress", run("in_progress")))
+    if calls:
+        step_id = new_id("step")
+        step = {"id": step_id, "object": "thread.run.step", "run_id": rid, "thread_id": thread_id, "type": "tool_calls", "status": "in_progress"}
+        out.append(("thread.run.step.created", {**step, "step_details": {"type": "tool_calls", "tool_calls": []}}))
+        for i, call in enumerate(calls):
+            for j, piece in enumerate(_split(call.arguments, call.chunks)):
+                tc: dict[str, Any] = {"index": i, "type": "function", "function": {"arguments": piece}}
+                if j == 0:
+                    tc = {"index": i, "id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": piece, "output": None}}
+                delta = {"id": step_id, "object": "thread.run.step.delta", "delta": {"step_details": {"type": "tool_calls", "tool_calls": [tc]}}}
+                out.append(("thread.run.step.delta", delta))
+        tool_calls = [{"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+        action = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": tool_calls}}
+        out.append(("thread.run.requires_action", run("requires_action", required_action=action)))
+        return _assistant_frames(out, end_done=True, event_lines=event_lines)
+    if deltas:
+        msg_id = new_id("msg")
+        message = {"id": msg_id, "object": "thread.message", "thread_id": thread_id, "run_id": rid, "role": "assistant", "status": "in_progress", "content": []}
+        step_id = new_id("step")
+        details = {"type": "message_creation", "message_creation": {"message_id": msg_id}}
+        out.append(("thread.run.step.created", {"id": step_id, "object": "thread.run.step", "run_id": rid, "type": "message_creation", "status": "in_progress", "step_details": details}))
+        out.append(("thread.message.created", message))
+        out.append(("thread.message.in_progress", message))
+        notes = list(annotations)
+        for i, d in enumerate(deltas):
+            text: dict[str, Any] = {"value": d}
+            if i == len(deltas) - 1 and notes:
+                text["annotations"] = notes
+            out.append(("thread.message.delta", {"id": msg_id, "object": "thread.message.delta", "delta": {"content": [{"index": 0, "type": "text", "text": text}]}}))
+            if end is None and i == len(deltas) - 1:
+                return _assistant_frames(out, end_done=False, event_lines=event_lines)
+        full = "".join(deltas)
+        out.append(("thread.message.completed", {**message, "status": "completed", "content": [{"type": "text", "text": {"value": full, "annotations": notes}}]}))
+        out.append(("thread.run.step.completed", {"id": step_id, "object": "thread.run.step", "run_id": rid, "type": "message_creation", "status": "completed", "step_details": details}))
+    if end == "completed":
+        out.append(("thread.run.completed", run("completed")))
+    elif end == "failed":
+        out.append(("thread.run.failed", run("failed", last_error={"code": "server_error", "message": "The run failed on the server."})))
+    elif end == "incomplete":
+        out.append(("thread.run.incomplete", run("incomplete", incomplete_details={"reason": "max_completion_tokens"})))
+    elif end == "cancelled":
+        out.append(("thread.run.cancelled", run("cancelled")))
+    elif end == "error":
+        out.append(("error", {"code": "server_error", "message": "Something went wrong mid-stream.", "param": None, "type": "server_error"}))
+        return _assistant_frames(out, end_done=False, event_lines=event_lines)
+    if end is None:
+        return _assistant_frames(out, end_done=False, event_lines=event_lines)
+    return _assistant_frames(out, end_done=True, event_lines=event_lines)
+
+
+def _assistant_frames(pairs: list[tuple[str, Any]], *, end_done: bool, event_lines: bool) -> list[RawEvent]:
+    out = [RawEvent(name if event_lines else None, data) for name, data in pairs]
+    if end_done:
+        out.append(RawEvent("done" if event_lines else None, "[DONE]"))
+    return out
+
+
+# -- Chat Completions -------------------------------------------------------------
+
+
+def chat_stream(
+    deltas: Sequence[str] = (),
+    *,
+    model: str = "gpt-5-mini",
+    completion_id: str | None = None,
+    finish_reason: str | None = "stop",
+    calls: Sequence[FunctionCall] = (),
+    reasoning: Sequence[str] = (),
+    usage: bool = True,
+    done: bool = True,
+    error: dict[str, Any] | None = None,
+    filter_chunk: bool = False,
+) -> list[RawEvent]:
+    """One ``chat.completions.create(stream=True)`` stream. ``finish_reason=None`` with
+    ``done=False`` is a stream cut off mid-answer; ``error`` sends an error chunk."""
+    cid = completion_id or new_id("chatcmpl")
+    now = CREATED
+
+    def chunk(delta: dict[str, Any] | None, finish: str | None = None, **more: Any) -> RawEvent:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        return RawEvent(None, {"id": cid, "object": "chat.completion.chunk", "created": now, "model": model, "system_fingerprint": None, "choices": choices, **more})
+
+    out: list[RawEvent] = []
+    if filter_chunk:
+        # Azure-style first chunk: no choices, prompt filter results only.
+        out.append(chunk(None, prompt_filter_results=[{"prompt_index": 0, "content_filter_results": {}}]))
+    out.append(chunk({"role": "assistant", "content": "", "refusal": None}))
+    for r in reasoning:
+        out.append(chunk({"reasoning_content": r, "content": None}))
+    for d in deltas:
+        out.append(chunk({"content": d}))
+    for i, call in enumerate(calls):
+        pieces = _split(call.arguments, call.chunks)
+        first = {"index": i, "id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+        out.append(chunk({"content": None, "tool_calls": [first]}))
+        for piece in pieces:
+            out.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
+    if error is not None:
+        out.append(RawEvent(None, {"error": error}))
+        return out
+    if finish_reason is not None:
+        out.append(chunk({}, finish_reason))
+        if usage:
+            out.append(chunk(None, usage={"prompt_tokens": 12, "completion_tokens": 34, "total_tokens": 46}))
+    if done:
+        out.append(RawEvent(None, "[DONE]"))
+    return out
+
+
+def paced(
+    events: Sequence[RawEvent],
+    *,
+    start: float = 0.0,
+    first_token: float = 0.45,
+    per_delta: float = 0.035,
+    seed: int = 0,
+) -> list[tuple[float, RawEvent]]:
+    """Offsets that look like a live model: bookkeeping events at once, a pause before
+    the first token, then deltas at a jittered rate."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[tuple[float, RawEvent]] = []
+    t = start
+    seen_delta = False
+    for raw in events:
+        is_delta = _is_delta(raw)
+        if is_delta and not seen_delta:
+            t += first_token
+            seen_delta = True
+        elif is_delta:
+            t += per_delta * rng.uniform(0.5, 1.5)
+        else:
+            t += 0.002
+        out.append((round(t, 4), raw))
+    return out
+
+
+def _is_delta(raw: RawEvent) -> bool:
+    data = raw.data
+    if not isinstance(data, dict):
+        return False
+    if raw.event and raw.event.endswith(".delta"):
+        return True
+    kind = data.get("type") or data.get("object") or ""
+    if kind.endswith(".delta"):
+        return True
+    return any((c.get("delta") or {}).get("content") or (c.get("delta") or {}).get("tool_calls") for c in data.get("choices") or [])

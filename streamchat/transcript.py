@@ -1,0 +1,238 @@
+"""Normalized events in, chat messages out. Pure: no I/O, no Gradio, no openai.
+
+Messages are plain dicts in Gradio's messages format (``role``, ``content``, optional
+``metadata``), so the UI yields them as they are and the CLI can read them too.
+
+``handle_event`` is cheap (it appends to lists); ``snapshot`` builds fresh dicts. They
+are apart because the UI takes a snapshot only every ~50 ms: building one per token
+would make long replies quadratic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events import StreamEvent, TurnStatus
+
+STATUS_LINES: dict[str, str] = {
+    "cancelled": "⏹ Stopped: the answer above is incomplete.",
+    "interrupted": "⚠️ Interrupted: the stream ended before the answer finished.",
+    "incomplete": "⚠️ Incomplete: the answer was cut short.",
+    "failed": "❌ The request failed.",
+}
+
+
+@dataclass
+class _Bubble:
+    kind: str  # answer | tool | thinking | status
+    parts: list[str] = field(default_factory=list)
+    title: str = ""
+    status: str = ""
+    call_id: str = ""
+    name: str = ""
+    lang: str = "json"
+    server: bool = False
+    output: list[str] = field(default_factory=list)
+    started: float | None = None
+    duration: float | None = None
+
+    def joined(self, parts: list[str]) -> str:
+        if len(parts) > 1:
+            parts[:] = ["".join(parts)]
+        return parts[0] if parts else ""
+
+
+class Transcript:
+    """The assistant's side of one turn, built from normalized events."""
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self._clock = clock
+        self._bubbles: list[_Bubble] = []
+        self._tools: dict[str, _Bubble] = {}
+        self._sources: list[tuple[str, str]] = []
+        self.status: TurnStatus | None = None
+        self._errors: list[str] = []
+
+    # -- events -----------------------------------------------------------------
+
+    def handle_event(self, event: StreamEvent) -> None:
+        kind = event.kind
+        if kind == "text":
+            if event.text:
+                self._answer().parts.append(event.text)
+        elif kind == "reasoning":
+            self._thinking().parts.append(event.text)
+        elif kind == "tool_call":
+            self._tool_call(event)
+        elif kind == "tool_args":
+            self._tool(event).parts.append(event.text)
+        elif kind == "tool_done":
+            bubble = self._tool(event)
+            if event.text and not bubble.parts:
+                bubble.parts.append(event.text)
+            if bubble.server:  # a local function stays pending until its output is in
+                self._close_tool(bubble)
+        elif kind == "tool_output":
+            bubble = self._tool(event)
+            bubble.output.append(event.text)
+            self._close_tool(bubble)
+        elif kind == "citation":
+            self._cite(event)
+        elif kind == "notice":
+            self._status_bubble(f"ℹ️ {event.text}")
+        elif kind == "error":
+            self._errors.append(event.text)
+            self._status_bubble(f"❌ {event.text}")
+        elif kind == "turn_end":
+            self._end(event)
+
+    def _answer(self) -> _Bubble:
+        self._settle_thinking()
+        if not self._bubbles or self._bubbles[-1].kind != "answer":
+            self._bubbles.append(_Bubble("answer"))
+        return self._bubbles[-1]
+
+    def _thinking(self) -> _Bubble:
+        if not self._bubbles or self._bubbles[-1].kind != "thinking":
+            self._bubbles.append(_Bubble("thinking", title="💭 Thinking", status="pending", started=self._now()))
+        return self._bubbles[-1]
+
+    def _settle_thinking(self) -> None:
+        for bubble in self._bubbles:
+            if bubble.kind == "thinking" and bubble.status == "pending":
+                bubble.status = "done"
+                bubble.title = "💭 Thought"
+                bubble.duration = self._since(bubble.started)
+
+    def _tool_call(self, event: StreamEvent) -> None:
+        self._settle_thinking()
+        name = event.name or "tool"
+        server = bool(event.extra.get("server"))
+        bubble = _Bubble(
+            "tool",
+            title=f"⚙️ Running {name}" if server else f"🛠️ Using tool {name}",
+            status="pending",
+            call_id=event.call_id or "",
+            name=name,
+            lang="python" if name == "code_interpreter" else ("text" if server else "json"),
+            server=server,
+            started=self._now(),
+        )
+        self._bubbles.append(bubble)
+        self._tools[bubble.call_id] = bubble
+
+    def _tool(self, event: StreamEvent) -> _Bubble:
+        bubble = self._tools.get(event.call_id or "")
+        if bubble is None:  # an event for a call whose start we never saw
+            self._tool_call(StreamEvent("tool_call", call_id=event.call_id, name=event.name))
+            bubble = self._tools[event.call_id or ""]
+        return bubble
+
+    def _close_tool(self, bubble: _Bubble) -> None:
+        if bubble.status == "done":
+            return
+        bubble.status = "done"
+        bubble.title = bubble.title.replace("Using tool", "Used tool").replace("⚙️ Running", "⚙️ Ran")
+        bubble.duration = self._since(bubble.started)
+
+    def _cite(self, event: StreamEvent) -> None:
+        source = (event.text, event.url or "")
+        if source not in self._sources:
+            self._sources.append(source)
+        self._answer().parts.append(f"[{self._sources.index(source) + 1}]")
+
+    def _status_bubble(self, line: str) -> None:
+        self._settle_thinking()
+        self._bubbles.append(_Bubble("status", title=line, status="done"))
+
+    def _end(self, event: StreamEvent) -> None:
+        status = event.status or "interrupted"
+        self.status = status
+        self._settle_thinking()
+        for bubble in self._tools.values():
+            if bubble.status == "pending" and status != "completed":
+                bubble.title = f"{bubble.title} (did not finish)"
+                bubble.status = "done"
+        if status == "completed":
+            return
+        if status == "failed" and (not event.text or event.text in self._errors):
+            if self._errors:
+                return
+        line = STATUS_LINES[status]
+        if event.text and status != "cancelled":
+            head = line.split(":")[0]
+            line = f"{head}: {event.text}" if status != "failed" else f"❌ {event.text}"
+        self._status_bubble(line)
+
+    # -- time -------------------------------------------------------------------
+
+    def _now(self) -> float | None:
+        return self._clock() if self._clock else None
+
+    def _since(self, started: float | None) -> float | None:
+        now = self._now()
+        return None if now is None or started is None else round(now - started, 2)
+
+    # -- output -----------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        """The answer's text so far (all answer bubbles, without footnotes)."""
+        return "".join(b.joined(b.parts) for b in self._bubbles if b.kind == "answer")
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The assistant's messages now, as fresh dicts (never shared with an earlier
+        snapshot: Gradio diffs consecutive values)."""
+        out: list[dict[str, Any]] = []
+        last_answer = max((i for i, b in enumerate(self._bubbles) if b.kind == "answer"), default=-1)
+        for i, bubble in enumerate(self._bubbles):
+            content = bubble.joined(bubble.parts)
+            if bubble.kind == "answer":
+                if i == last_answer and self._sources:
+                    content += _footnotes(self._sources)
+                out.append({"role": "assistant", "content": content})
+                continue
+            if bubble.kind == "tool":
+                content = _tool_content(bubble, content)
+            metadata: dict[str, Any] = {"title": bubble.title, "status": bubble.status}
+            if bubble.call_id:
+                metadata["id"] = bubble.call_id
+            if bubble.duration is not None:
+                metadata["duration"] = bubble.duration
+            out.append({"role": "assistant", "content": content, "metadata": metadata})
+        return out
+
+    def value(self) -> str | list[dict[str, Any]]:
+        """What the chat function yields: the plain text when the turn is one answer
+        bubble (what API clients expect), else the list of messages."""
+        messages = self.snapshot()
+        if len(messages) == 1 and "metadata" not in messages[0]:
+            return str(messages[0]["content"])
+        if not messages:
+            return ""
+        return messages
+
+
+def _footnotes(sources: list[tuple[str, str]]) -> str:
+    lines = []
+    for n, (label, url) in enumerate(sources, 1):
+        if url.startswith(("http://", "https://")):
+            lines.append(f"{n}. [{label}]({url})")
+        else:
+            lines.append(f"{n}. {label}")
+    return "\n\n**Sources**\n" + "\n".join(lines)
+
+
+def _tool_content(bubble: _Bubble, args: str) -> str:
+    sections = []
+    if args:
+        sections.append(f"```{bubble.lang}\n{args}\n```")
+    if bubble.output:
+        output = bubble.joined(bubble.output)
+        if output.lstrip().startswith("!["):
+            sections.append(output)
+        else:
+            sections.append(f"**Result**\n```text\n{output}\n```")
+    return "\n\n".join(sections)
