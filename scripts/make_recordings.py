@@ -78,7 +78,7 @@ def text_turn(api: str, user: str, answer: str, *, seed: int, start: float = 0.0
     return Turn(user, [synth.paced(builder(deltas, **kw), start=start, seed=seed)])
 
 
-MARKDOWN_ANSWER = '''## Streaming a reply, step by step
+MARKDOWN_ANSWER = """## Streaming a reply, step by step
 
 Server-sent events (SSE) keep one HTTP response open and send **small events** as they happen:
 
@@ -117,7 +117,7 @@ source.onmessage = (event) => {
 | Chat Completions | `finish_reason`, then `[DONE]` |
 
 > Tip: render the growing text at most ~20 times a second; the browser re-renders the whole bubble each time.
-'''
+"""
 
 
 def build() -> dict[str, list[dict[str, Any]]]:
@@ -127,16 +127,38 @@ def build() -> dict[str, list[dict[str, Any]]]:
         "responses",
         "A short plain answer",
         "One question, one short answer, Responses API.",
-        [text_turn("responses", "Hello! What can you do?", "Hi! I stream my answers to you token by token, so you can start reading right away. Ask me a question, and watch the reply arrive as it is written. 🚀", seed=1)],
+        [
+            text_turn(
+                "responses",
+                "Hello! What can you do?",
+                "Hi! I stream my answers to you token by token, so you can start reading right away. Ask me a question, and watch the reply arrive as it is written. 🚀",
+                seed=1,
+            )
+        ],
     )
     files["02-multi-turn"] = lines(
         "responses",
         "A multi-turn conversation",
         "Three turns that build on each other, Responses API with a conversation.",
         [
-            text_turn("responses", "Suggest a name for a cat.", "How about **Miso**? It is short, warm, and easy to call across a room.", seed=2),
-            text_turn("responses", "Why that one?", "Miso is a soft two-syllable word that cats respond to well, and it suits a cat with a golden or brown coat, like the soup it is named after.", seed=3),
-            text_turn("responses", "Give me two more like it.", "Two more in the same spirit: **Tofu** for a pale, calm cat, and **Mochi** for a round, cuddly one.", seed=4),
+            text_turn(
+                "responses",
+                "Suggest a name for a cat.",
+                "How about **Miso**? It is short, warm, and easy to call across a room.",
+                seed=2,
+            ),
+            text_turn(
+                "responses",
+                "Why that one?",
+                "Miso is a soft two-syllable word that cats respond to well, and it suits a cat with a golden or brown coat, like the soup it is named after.",
+                seed=3,
+            ),
+            text_turn(
+                "responses",
+                "Give me two more like it.",
+                "Two more in the same spirit: **Tofu** for a pale, calm cat, and **Mochi** for a round, cuddly one.",
+                seed=4,
+            ),
         ],
     )
     files["03-frieza-japanese"] = lines(
@@ -144,8 +166,20 @@ def build() -> dict[str, list[dict[str, Any]]]:
         "The seed's persona: Frieza, in Japanese",
         "The seed article's assistant (Frieza from Dragon Ball, speaking Japanese), Assistants API.",
         [
-            text_turn("assistants", "自己紹介してください", "ホッホッホ…私はフリーザ。宇宙の帝王です。この戦闘力を前にして、まだ質問する勇気があるとは感心しますねぇ。🌌", seed=5, size=2),
-            text_turn("assistants", "地球をどう思いますか？", "地球ですか…。美しい星ですが、サイヤ人が住み着いているのは気に入りませんねぇ。まあ、高く売れそうではありますが。", seed=6, size=2),
+            text_turn(
+                "assistants",
+                "自己紹介してください",
+                "ホッホッホ…私はフリーザ。宇宙の帝王です。この戦闘力を前にして、まだ質問する勇気があるとは感心しますねぇ。🌌",
+                seed=5,
+                size=2,
+            ),
+            text_turn(
+                "assistants",
+                "地球をどう思いますか？",
+                "地球ですか…。美しい星ですが、サイヤ人が住み着いているのは気に入りませんねぇ。まあ、高く売れそうではありますが。",
+                seed=6,
+                size=2,
+            ),
         ],
     )
     files["04-markdown-long"] = lines(
@@ -162,7 +196,16 @@ def build() -> dict[str, list[dict[str, Any]]]:
         [
             Turn(
                 "Tell me the history of the transistor.",
-                [synth.paced(synth.responses_stream(partial, end="error", error={"code": "server_error", "message": "The server had an error while processing your request."}), seed=8)],
+                [
+                    synth.paced(
+                        synth.responses_stream(
+                            partial,
+                            end="error",
+                            error={"code": "server_error", "message": "The server had an error while processing your request."},
+                        ),
+                        seed=8,
+                    )
+                ],
                 status="failed",
             )
         ],
@@ -171,13 +214,27 @@ def build() -> dict[str, list[dict[str, Any]]]:
         "chat",
         "The chat backend (Chat Completions)",
         "Chat Completions wire format, as vLLM, Ollama or llama.cpp send it: usage in a last chunk with no choices.",
-        [text_turn("chat", "What is an OpenAI-compatible server?", "It is any server that answers the same HTTP routes and JSON shapes as OpenAI's API, such as `/v1/chat/completions`, so existing clients work against it unchanged. vLLM, Ollama and llama.cpp all offer one.", seed=9)],
+        [
+            text_turn(
+                "chat",
+                "What is an OpenAI-compatible server?",
+                "It is any server that answers the same HTTP routes and JSON shapes as OpenAI's API, such as `/v1/chat/completions`, so existing clients work against it unchanged. vLLM, Ollama and llama.cpp all offer one.",
+                seed=9,
+            )
+        ],
     )
     files["07-backend-assistants"] = lines(
         "assistants",
         "The assistants backend",
         "Assistants API wire format: thread.run.* and thread.message.delta events, ending with event: done.",
-        [text_turn("assistants", "What replaced the Assistants API?", "OpenAI replaced the Assistants API with the **Responses API**, with the Conversations API for multi-turn state. The Assistants API was shut down on 2026-08-26.", seed=10)],
+        [
+            text_turn(
+                "assistants",
+                "What replaced the Assistants API?",
+                "OpenAI replaced the Assistants API with the **Responses API**, with the Conversations API for multi-turn state. The Assistants API was shut down on 2026-08-26.",
+                seed=10,
+            )
+        ],
     )
     return files
 

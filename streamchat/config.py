@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -76,7 +76,7 @@ class Config:
         if backend:
             if backend not in APIS:
                 raise ConfigError(f"backend: expected one of {', '.join(APIS)}, got {backend!r}")
-            out = replace(out, backend=backend)  # type: ignore[arg-type]
+            out = replace(out, backend=cast(Api, backend))
         if model:
             out = replace(out, model=model)
         return out
@@ -192,7 +192,7 @@ def parse_config(text: str, *, origin: str = "config") -> Config:
         assistant_id=raw.get("assistant_id") or None,
         tools=tools,
         ui=UISettings(
-            title=ui_raw.get("title", raw["name"]),
+            title=str(ui_raw.get("title") or raw["name"]),
             description=ui_raw.get("description", ""),
             examples=tuple(examples),
         ),

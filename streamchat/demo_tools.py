@@ -32,7 +32,12 @@ def get_time(timezone: str, now: str | None = None) -> dict[str, str]:
         raise ValueError(f"unknown time zone {timezone!r}") from None
     moment = datetime.fromisoformat(now) if now else datetime.now(ZoneInfo("UTC"))
     local = moment.astimezone(zone)
-    return {"timezone": timezone, "time": local.strftime("%H:%M"), "date": local.strftime("%Y-%m-%d"), "utc_offset": local.strftime("%z")}
+    return {
+        "timezone": timezone,
+        "time": local.strftime("%H:%M"),
+        "date": local.strftime("%Y-%m-%d"),
+        "utc_offset": local.strftime("%z"),
+    }
 
 
 def convert_units(value: float, from_unit: str, to_unit: str) -> dict[str, float | str]:

@@ -140,9 +140,7 @@ class FakeOpenAI:
 
     def requests(self, method: str | None = None, path_contains: str = "") -> list[Logged]:
         return [
-            r
-            for r in self.log
-            if r.event == "request" and (method is None or r.method == method) and path_contains in r.path
+            r for r in self.log if r.event == "request" and (method is None or r.method == method) and path_contains in r.path
         ]
 
     def disconnects(self) -> list[Logged]:
@@ -225,7 +223,9 @@ class FakeOpenAI:
             if body.get("role", "user") == "user":
                 chain.turn, chain.stream, chain.user = chain.turn + 1, 0, text
             content = [{"type": "text", "text": {"value": text, "annotations": []}}]
-            message = self._create("thread.message", "msg", thread_id=thread_id, role=body.get("role", "user"), content=content, status="completed")
+            message = self._create(
+                "thread.message", "msg", thread_id=thread_id, role=body.get("role", "user"), content=content, status="completed"
+            )
             return Reply(200, message)
         if method == "POST" and n == 3 and parts[2] == "runs":
             if chain.turn < 0:
@@ -236,7 +236,13 @@ class FakeOpenAI:
             chain.stream += 1
             return self._stream("assistants", chain, body)
         if method == "POST" and n == 5 and parts[2] == "runs" and parts[4] == "cancel":
-            run = {"id": parts[3], "object": "thread.run", "thread_id": thread_id, "status": "cancelling", "created_at": int(time.time())}
+            run = {
+                "id": parts[3],
+                "object": "thread.run",
+                "thread_id": thread_id,
+                "status": "cancelling",
+                "created_at": int(time.time()),
+            }
             return Reply(200, run)
         return _error(404, f"Unknown route {method} /{'/'.join(parts)}.", "unknown_url")
 
@@ -287,7 +293,9 @@ class FakeOpenAI:
             self._chat_starts[key] = self.clock()
             while len(self._chat_starts) > 4096:
                 self._chat_starts.popitem(last=False)
-        chain = _Chain(turn=len(user_at) - 1, stream=stream, user=_text_of(messages[last].get("content")), started=self._chat_starts[key])
+        chain = _Chain(
+            turn=len(user_at) - 1, stream=stream, user=_text_of(messages[last].get("content")), started=self._chat_starts[key]
+        )
         return self._stream("chat", chain, body)
 
     # -- streaming ----------------------------------------------------------------

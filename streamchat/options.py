@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .config import ConfigError, load_config
 from .replay import MAX_GAP
-from .session import READ_TIMEOUT, Settings
+from .session import READ_TIMEOUT, Mode, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "assistant_config.yaml"
@@ -50,14 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=("responses", "assistants", "chat"), help="API to speak (default: from the config)")
     parser.add_argument("--model", metavar="NAME", help="model name (default: from the config)")
     parser.add_argument(
-        "--record", nargs="?", const=str(DEFAULT_RECORDINGS), metavar="DIR",
+        "--record",
+        nargs="?",
+        const=str(DEFAULT_RECORDINGS),
+        metavar="DIR",
         help="record every live turn to a new JSON Lines file in DIR (default DIR: recordings/)",
     )
     parser.add_argument("--replay", metavar="PATH", help="replay a recording file or folder instead of calling the API")
-    parser.add_argument("--speed", type=float, metavar="X", help="replay speed: 1 = as recorded, 0 = as fast as possible (default 1)")
+    parser.add_argument(
+        "--speed", type=float, metavar="X", help="replay speed: 1 = as recorded, 0 = as fast as possible (default 1)"
+    )
     parser.add_argument("--max-gap", type=float, metavar="S", help=f"replay: cap silences at S seconds (default {MAX_GAP:g})")
     parser.add_argument(
-        "--read-timeout", type=float, metavar="S", help=f"live: give up on a stream after S seconds without a byte (default {READ_TIMEOUT:g})"
+        "--read-timeout",
+        type=float,
+        metavar="S",
+        help=f"live: give up on a stream after S seconds without a byte (default {READ_TIMEOUT:g})",
     )
     parser.add_argument("--cli", action="store_true", help="chat in the terminal instead of the browser (q quits)")
     return parser
@@ -96,7 +104,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
         record = str(DEFAULT_RECORDINGS)
     if record is not None and record.lower() in ("0", "false", "no", "off"):
         record = None
-    mode = "live" if api_key and not replay else "replay"
+    mode: Mode = "live" if api_key and not replay else "replay"
     replay_path = Path(replay) if replay else (DEFAULT_RECORDINGS if mode == "replay" else None)
     settings = Settings(
         config=config,

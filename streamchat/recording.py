@@ -13,7 +13,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -77,7 +77,7 @@ class Recording:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def header(api: Api, model: str, config_sha256: str, *, source: str = "recorded", **extra: Any) -> dict[str, Any]:
@@ -140,7 +140,9 @@ class RecordingWriter:
         line = _line(obj)
         self._turn_bytes += len(line)
         if self._turn_bytes > self._max_turn_bytes and obj.get("kind") != "end":
-            self.stopped = f"This turn passed the recording limit of {self._max_turn_bytes // (1024 * 1024)} MiB; recording stopped."
+            self.stopped = (
+                f"This turn passed the recording limit of {self._max_turn_bytes // (1024 * 1024)} MiB; recording stopped."
+            )
             return
         assert self._file is not None
         try:
@@ -186,7 +188,7 @@ class RecordingWriter:
 
 def new_recording_path(folder: Path, stem: str) -> Path:
     """A fresh file name in ``folder`` (time-stamped; never an existing file)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     base = f"{stamp}-{stem}-{os.getpid()}"
     for n in range(1000):
         path = folder / f"{base}{'-' + str(n) if n else ''}{SUFFIX}"

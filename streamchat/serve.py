@@ -139,7 +139,6 @@ def serve_in_thread(core: FakeOpenAI, *, port: int = 0) -> RunningServer:
     port = port or _free_port()
     config = uvicorn.Config(asgi_app(core), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     for _ in range(500):

@@ -257,9 +257,7 @@ class ChatSession:
         async for _ in self.turn_events(message, history, transcript):
             yield transcript.value()
 
-    async def turn_events(
-        self, message: str, history: list[dict[str, Any]], transcript: Transcript
-    ) -> AsyncIterator[None]:
+    async def turn_events(self, message: str, history: list[dict[str, Any]], transcript: Transcript) -> AsyncIterator[None]:
         """Feed ``transcript`` and yield whenever the UI should show it (coalesced)."""
         position = sum(1 for m in history if m.get("role") == "user")
         self.last_status = None

@@ -107,7 +107,7 @@ def responses_stream(
         rs_id = new_id("rs")
         item = {"id": rs_id, "type": "reasoning", "summary": []}
         out.append(ev("response.output_item.added", output_index=index, item=item))
-        part = {"type": "summary_text", "text": ""}
+        part: dict[str, Any] = {"type": "summary_text", "text": ""}
         out.append(ev("response.reasoning_summary_part.added", item_id=rs_id, output_index=index, summary_index=0, part=part))
         for d in reasoning:
             out.append(ev("response.reasoning_summary_text.delta", item_id=rs_id, output_index=index, summary_index=0, delta=d))
@@ -119,7 +119,14 @@ def responses_stream(
         index += 1
     for call in calls:
         fc_id = new_id("fc")
-        item = {"id": fc_id, "type": "function_call", "status": "in_progress", "arguments": "", "call_id": call.call_id, "name": call.name}
+        item = {
+            "id": fc_id,
+            "type": "function_call",
+            "status": "in_progress",
+            "arguments": "",
+            "call_id": call.call_id,
+            "name": call.name,
+        }
         out.append(ev("response.output_item.added", output_index=index, item=item))
         for d in _split(call.arguments, call.chunks):
             out.append(ev("response.function_call_arguments.delta", item_id=fc_id, output_index=index, delta=d))
@@ -135,12 +142,21 @@ def responses_stream(
         part = {"type": "output_text", "text": "", "annotations": []}
         out.append(ev("response.content_part.added", item_id=msg_id, output_index=index, content_index=0, part=part))
         for i, d in enumerate(deltas):
-            out.append(ev("response.output_text.delta", item_id=msg_id, output_index=index, content_index=0, delta=d, logprobs=[]))
+            out.append(
+                ev("response.output_text.delta", item_id=msg_id, output_index=index, content_index=0, delta=d, logprobs=[])
+            )
             if end is None and i == len(deltas) - 1:
                 return out  # cut off mid-answer
         for n, note in enumerate(annotations):
             out.append(
-                ev("response.output_text.annotation.added", item_id=msg_id, output_index=index, content_index=0, annotation_index=n, annotation=note)
+                ev(
+                    "response.output_text.annotation.added",
+                    item_id=msg_id,
+                    output_index=index,
+                    content_index=0,
+                    annotation_index=n,
+                    annotation=note,
+                )
             )
         full = "".join(deltas)
         out.append(ev("response.output_text.done", item_id=msg_id, output_index=index, content_index=0, text=full, logprobs=[]))
@@ -210,25 +226,63 @@ def assistants_stream(
     out.append(("thread.run.in_progress", run("in_progress")))
     if calls:
         step_id = new_id("step")
-        step = {"id": step_id, "object": "thread.run.step", "run_id": rid, "thread_id": thread_id, "type": "tool_calls", "status": "in_progress"}
+        step = {
+            "id": step_id,
+            "object": "thread.run.step",
+            "run_id": rid,
+            "thread_id": thread_id,
+            "type": "tool_calls",
+            "status": "in_progress",
+        }
         out.append(("thread.run.step.created", {**step, "step_details": {"type": "tool_calls", "tool_calls": []}}))
         for i, call in enumerate(calls):
             for j, piece in enumerate(_split(call.arguments, call.chunks)):
                 tc: dict[str, Any] = {"index": i, "type": "function", "function": {"arguments": piece}}
                 if j == 0:
-                    tc = {"index": i, "id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": piece, "output": None}}
-                delta = {"id": step_id, "object": "thread.run.step.delta", "delta": {"step_details": {"type": "tool_calls", "tool_calls": [tc]}}}
+                    tc = {
+                        "index": i,
+                        "id": call.call_id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": piece, "output": None},
+                    }
+                delta = {
+                    "id": step_id,
+                    "object": "thread.run.step.delta",
+                    "delta": {"step_details": {"type": "tool_calls", "tool_calls": [tc]}},
+                }
                 out.append(("thread.run.step.delta", delta))
-        tool_calls = [{"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+        tool_calls = [
+            {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
+        ]
         action = {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": tool_calls}}
         out.append(("thread.run.requires_action", run("requires_action", required_action=action)))
         return _assistant_frames(out, end_done=True, event_lines=event_lines)
     if deltas:
         msg_id = new_id("msg")
-        message = {"id": msg_id, "object": "thread.message", "thread_id": thread_id, "run_id": rid, "role": "assistant", "status": "in_progress", "content": []}
+        message = {
+            "id": msg_id,
+            "object": "thread.message",
+            "thread_id": thread_id,
+            "run_id": rid,
+            "role": "assistant",
+            "status": "in_progress",
+            "content": [],
+        }
         step_id = new_id("step")
         details = {"type": "message_creation", "message_creation": {"message_id": msg_id}}
-        out.append(("thread.run.step.created", {"id": step_id, "object": "thread.run.step", "run_id": rid, "type": "message_creation", "status": "in_progress", "step_details": details}))
+        out.append(
+            (
+                "thread.run.step.created",
+                {
+                    "id": step_id,
+                    "object": "thread.run.step",
+                    "run_id": rid,
+                    "type": "message_creation",
+                    "status": "in_progress",
+                    "step_details": details,
+                },
+            )
+        )
         out.append(("thread.message.created", message))
         out.append(("thread.message.in_progress", message))
         notes = list(annotations)
@@ -236,22 +290,55 @@ def assistants_stream(
             text: dict[str, Any] = {"value": d}
             if i == len(deltas) - 1 and notes:
                 text["annotations"] = notes
-            out.append(("thread.message.delta", {"id": msg_id, "object": "thread.message.delta", "delta": {"content": [{"index": 0, "type": "text", "text": text}]}}))
+            out.append(
+                (
+                    "thread.message.delta",
+                    {
+                        "id": msg_id,
+                        "object": "thread.message.delta",
+                        "delta": {"content": [{"index": 0, "type": "text", "text": text}]},
+                    },
+                )
+            )
             if end is None and i == len(deltas) - 1:
                 return _assistant_frames(out, end_done=False, event_lines=event_lines)
         full = "".join(deltas)
-        out.append(("thread.message.completed", {**message, "status": "completed", "content": [{"type": "text", "text": {"value": full, "annotations": notes}}]}))
-        out.append(("thread.run.step.completed", {"id": step_id, "object": "thread.run.step", "run_id": rid, "type": "message_creation", "status": "completed", "step_details": details}))
+        out.append(
+            (
+                "thread.message.completed",
+                {**message, "status": "completed", "content": [{"type": "text", "text": {"value": full, "annotations": notes}}]},
+            )
+        )
+        out.append(
+            (
+                "thread.run.step.completed",
+                {
+                    "id": step_id,
+                    "object": "thread.run.step",
+                    "run_id": rid,
+                    "type": "message_creation",
+                    "status": "completed",
+                    "step_details": details,
+                },
+            )
+        )
     if end == "completed":
         out.append(("thread.run.completed", run("completed")))
     elif end == "failed":
-        out.append(("thread.run.failed", run("failed", last_error={"code": "server_error", "message": "The run failed on the server."})))
+        out.append(
+            ("thread.run.failed", run("failed", last_error={"code": "server_error", "message": "The run failed on the server."}))
+        )
     elif end == "incomplete":
         out.append(("thread.run.incomplete", run("incomplete", incomplete_details={"reason": "max_completion_tokens"})))
     elif end == "cancelled":
         out.append(("thread.run.cancelled", run("cancelled")))
     elif end == "error":
-        out.append(("error", {"code": "server_error", "message": "Something went wrong mid-stream.", "param": None, "type": "server_error"}))
+        out.append(
+            (
+                "error",
+                {"code": "server_error", "message": "Something went wrong mid-stream.", "param": None, "type": "server_error"},
+            )
+        )
         return _assistant_frames(out, end_done=False, event_lines=event_lines)
     if end is None:
         return _assistant_frames(out, end_done=False, event_lines=event_lines)
@@ -288,7 +375,18 @@ def chat_stream(
 
     def chunk(delta: dict[str, Any] | None, finish: str | None = None, **more: Any) -> RawEvent:
         choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-        return RawEvent(None, {"id": cid, "object": "chat.completion.chunk", "created": now, "model": model, "system_fingerprint": None, "choices": choices, **more})
+        return RawEvent(
+            None,
+            {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": now,
+                "model": model,
+                "system_fingerprint": None,
+                "choices": choices,
+                **more,
+            },
+        )
 
     out: list[RawEvent] = []
     if filter_chunk:
@@ -355,4 +453,6 @@ def _is_delta(raw: RawEvent) -> bool:
     kind = data.get("type") or data.get("object") or ""
     if kind.endswith(".delta"):
         return True
-    return any((c.get("delta") or {}).get("content") or (c.get("delta") or {}).get("tool_calls") for c in data.get("choices") or [])
+    return any(
+        (c.get("delta") or {}).get("content") or (c.get("delta") or {}).get("tool_calls") for c in data.get("choices") or []
+    )

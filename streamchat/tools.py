@@ -26,7 +26,7 @@ def load_handler(spec: str) -> Callable[..., Any]:
     handler = getattr(module, attr)
     if not callable(handler):
         raise TypeError(f"{spec} is not callable")
-    return handler  # type: ignore[no-any-return]
+    return handler
 
 
 class LocalTools:
@@ -60,7 +60,7 @@ class LocalTools:
             return f"Error: unknown tool {call.name!r} (available: {known})."
         try:
             args = json.loads(call.arguments or "{}")
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             return f"Error: the arguments are not valid JSON ({exc.msg} at position {exc.pos})."
         if not isinstance(args, dict):
             return "Error: the arguments must be a JSON object."

@@ -157,9 +157,8 @@ class Transcript:
                 bubble.status = "done"
         if status == "completed":
             return
-        if status == "failed" and (not event.text or event.text in self._errors):
-            if self._errors:
-                return
+        if status == "failed" and self._errors and (not event.text or event.text in self._errors):
+            return  # the error bubble already says it
         line = STATUS_LINES[status]
         if event.text and status != "cancelled":
             head = line.split(":")[0]

@@ -101,7 +101,11 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             return gr.skip()
         if history and history[-1].get("metadata", {}) and "Stopped" in str(history[-1]["metadata"].get("title", "")):
             return gr.skip()
-        marker = {"role": "assistant", "content": "", "metadata": {"title": "⏹ Stopped: the answer above is incomplete.", "status": "done"}}
+        marker = {
+            "role": "assistant",
+            "content": "",
+            "metadata": {"title": "⏹ Stopped: the answer above is incomplete.", "status": "done"},
+        }
         return [*history, marker]
 
     with gr.Blocks(title=config.ui.title, fill_height=True) as demo:
@@ -114,7 +118,13 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                     choices=runtime.recordings, value=first, label="Recording", elem_id="recording-picker", scale=3
                 )
                 speed = gr.Slider(
-                    0, 4, value=runtime.settings.speed, step=0.25, label="Replay speed (0 = instant)", elem_id="replay-speed", scale=2
+                    0,
+                    4,
+                    value=runtime.settings.speed,
+                    step=0.25,
+                    label="Replay speed (0 = instant)",
+                    elem_id="replay-speed",
+                    scale=2,
                 )
         examples = _examples(runtime, first)
         chat = gr.ChatInterface(
@@ -139,7 +149,7 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                     raise gr.Error("Unknown recording.")
                 session = slot.get(runtime)
                 await session.reset(recording=name, speed=value)
-                prompts = [{"text": p} for p in _examples(runtime, name)]
+                prompts: list[Any] = [{"text": p} for p in _examples(runtime, name)]
                 return gr.Chatbot(value=[], examples=prompts), [], banner_text(runtime, session)
 
             async def on_speed(value: float, slot: SessionSlot) -> str:

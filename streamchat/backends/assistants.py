@@ -204,7 +204,7 @@ class AssistantsBackend(Backend):
             conv.thread_id = (await threads.create()).id
         thread_id = conv.thread_id
         await threads.messages.create(thread_id, role="user", content=message)
-        request = threads.runs.with_streaming_response.create(thread_id, assistant_id=self.assistant_id, stream=True)
+        request: Any = threads.runs.with_streaming_response.create(thread_id, assistant_id=self.assistant_id, stream=True)
         for round_ in range(ctx.max_rounds + 1):
             adapter = AssistantsAdapter()
             async for raw in raw_events(request, ctx.tap):
@@ -218,7 +218,7 @@ class AssistantsBackend(Backend):
                 return
             if round_ == ctx.max_rounds:
                 break
-            outputs = []
+            outputs: list[Any] = []
             for call in adapter.calls:
                 output = await ctx.run_tool(call)
                 ctx.tap.tool_output(call.call_id, output)

@@ -122,16 +122,16 @@ class Backend(ABC):
         self.client = client
         self.config = config
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 (optional hook)
         """Create what lives as long as the app (Assistants: the assistant)."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027
         """Delete what ``start`` created."""
 
-    async def end_session(self, conv: Conversation) -> None:
+    async def end_session(self, conv: Conversation) -> None:  # noqa: B027
         """Delete the session's remote state (thread or conversation)."""
 
-    async def cancel(self, conv: Conversation) -> None:
+    async def cancel(self, conv: Conversation) -> None:  # noqa: B027
         """Cancel the remote run in flight, where the API allows."""
 
     @abstractmethod
@@ -216,7 +216,8 @@ def describe_error(exc: BaseException, *, has_text: bool) -> tuple[TurnStatus, s
 def error_message(data: Any) -> str:
     """The message of an error payload, flat (``{code, message}``) or nested (``{error: …}``)."""
     if isinstance(data, dict):
-        inner = data.get("error") if isinstance(data.get("error"), dict) else data
+        nested = data.get("error")
+        inner: dict[str, Any] = nested if isinstance(nested, dict) else data
         message = inner.get("message") or inner.get("code")
         if message:
             code = inner.get("code")

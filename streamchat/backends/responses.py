@@ -7,6 +7,7 @@ output items → ``function_call_output`` input items → the next response.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -161,10 +162,9 @@ class ResponsesBackend(Backend):
     async def _ensure_conversation(self, conv: Conversation) -> None:
         if conv.conversation_id or conv.previous_response_id:
             return
-        try:
+        # A server without the Conversations API (404): chain previous_response_id instead.
+        with contextlib.suppress(openai.NotFoundError):
             conv.conversation_id = (await self.client.conversations.create()).id
-        except openai.NotFoundError:
-            pass  # a server without the Conversations API: chain previous_response_id
 
     async def turn(
         self, conv: Conversation, message: str, history: list[dict[str, Any]], ctx: TurnContext
