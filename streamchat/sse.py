@@ -57,18 +57,25 @@ class SSEDecoder:
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[RawEvent]:
-        self._buffer += chunk
+        buf = self._buffer + chunk if self._buffer else chunk
         out: list[RawEvent] = []
-        while True:
-            cut = self._next_line_end()
-            if cut is None:
+        pos, size = 0, len(buf)
+        while pos < size:
+            nl = buf.find(b"\n", pos)
+            cr = buf.find(b"\r", pos, nl if nl != -1 else size)
+            if cr != -1:
+                if cr + 1 == size:
+                    break  # a \r at the end may be half of \r\n: wait for more
+                end, nxt = cr, cr + (2 if buf[cr + 1] == 0x0A else 1)
+            elif nl != -1:
+                end, nxt = nl, nl + 1
+            else:
                 break
-            end, skip = cut
-            line = self._buffer[:end].decode("utf-8", errors="replace")
-            self._buffer = self._buffer[end + skip :]
-            event = self._line(line)
+            event = self._line(buf[pos:end].decode("utf-8", errors="replace"))
+            pos = nxt
             if event is not None:
                 out.append(event)
+        self._buffer = buf[pos:]
         return out
 
     def flush(self) -> list[RawEvent]:
@@ -80,25 +87,13 @@ class SSEDecoder:
                 out.append(event)
         return out
 
-    def _next_line_end(self) -> tuple[int, int] | None:
-        buf = self._buffer
-        n = buf.find(b"\n")
-        r = buf.find(b"\r")
-        if r == -1 and n == -1:
-            return None
-        if r == -1 or (n != -1 and n < r):
-            return n, 1
-        if r + 1 == len(buf):
-            return None  # a \r at the end may be half of \r\n: wait for more
-        return r, 2 if buf[r + 1 : r + 2] == b"\n" else 1
-
     def _line(self, line: str) -> RawEvent | None:
         if not line:
-            if not self._data and self._event is None:
-                return None
-            event = RawEvent(self._event, parse_data("\n".join(self._data)))
-            self._event, self._data = None, []
-            return event
+            data = "\n".join(self._data)
+            name, self._event, self._data = self._event, None, []
+            if not data:
+                return None  # the spec's rule: an event with empty data is not dispatched
+            return RawEvent(name, parse_data(data))
         if line.startswith(":"):
             return None
         name, _, value = line.partition(":")

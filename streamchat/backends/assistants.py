@@ -60,7 +60,7 @@ class AssistantsAdapter(Adapter):
             self.finish("failed", message)
             return [ev.error(message)]
         if not isinstance(data, dict):
-            return []
+            return self.malformed(raw)
         if name.startswith("thread.run.") and data.get("object") == "thread.run":
             self.run_id = data.get("id") or self.run_id
         if name == "thread.message.delta":

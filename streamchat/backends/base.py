@@ -108,6 +108,13 @@ class Adapter:
     def handle(self, raw: RawEvent) -> list[StreamEvent]:
         raise NotImplementedError
 
+    def malformed(self, raw: RawEvent) -> list[StreamEvent]:
+        """An event whose data is not a JSON object: skipped, and said once per stream."""
+        if raw.is_done or getattr(self, "_said_malformed", False):
+            return []
+        self._said_malformed = True
+        return [StreamEvent("notice", "The server sent an event that is not valid JSON; it was skipped.")]
+
     def finish(self, status: TurnStatus, message: str = "") -> None:
         if self.status is None:
             self.status, self.message = status, message

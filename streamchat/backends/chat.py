@@ -37,7 +37,7 @@ class ChatAdapter(Adapter):
             self._done()
             return []
         if not isinstance(data, dict):
-            return []
+            return self.malformed(raw)
         if data.get("error"):
             message = error_message(data)
             self.finish("failed", message)

@@ -35,7 +35,7 @@ class ResponsesAdapter(Adapter):
     def handle(self, raw: RawEvent) -> list[StreamEvent]:
         data = raw.data
         if not isinstance(data, dict):
-            return []
+            return self.malformed(raw)
         kind = data.get("type") or raw.event or ""
         if kind == "response.output_text.delta" or kind == "response.refusal.delta":
             return [ev.text(data.get("delta", ""))]
