@@ -104,13 +104,14 @@ class Adapter:
         self.status: TurnStatus | None = None
         self.message = ""
         self.calls: list[ToolCall] = []
+        self._said_malformed = False
 
     def handle(self, raw: RawEvent) -> list[StreamEvent]:
         raise NotImplementedError
 
     def malformed(self, raw: RawEvent) -> list[StreamEvent]:
         """An event whose data is not a JSON object: skipped, and said once per stream."""
-        if raw.is_done or getattr(self, "_said_malformed", False):
+        if raw.is_done or self._said_malformed:
             return []
         self._said_malformed = True
         return [StreamEvent("notice", "The server sent an event that is not valid JSON; it was skipped.")]
