@@ -8,6 +8,7 @@ names the key (``tools[1].parameters: expected a mapping, got list``).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -141,8 +142,8 @@ def _tool(raw: Any, i: int) -> ToolSpec:
     if ":" not in raw["handler"]:
         raise ConfigError(f"{where}.handler: expected 'module:function', got {raw['handler']!r}")
     timeout = float(raw.get("timeout", 10.0))
-    if timeout <= 0:
-        raise ConfigError(f"{where}.timeout: must be positive")
+    if not 0 < timeout < math.inf:  # NaN fails too; an endless timeout would let a call hang
+        raise ConfigError(f"{where}.timeout: must be a positive, finite number of seconds, got {timeout:g}")
     return ToolSpec(
         type="function",
         name=raw["name"],

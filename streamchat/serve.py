@@ -8,10 +8,11 @@ first and a reset connection in the second, which is what the client sees live.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ def _json_body(raw: bytes) -> Any:
         return None
 
 
-async def _logged_stream(core: FakeOpenAI, path: str, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _logged_stream(core: FakeOpenAI, path: str, stream: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """Pass the stream through, noting in the log when the client leaves early."""
     finished = False
     try:
@@ -107,10 +108,32 @@ def asgi_app(core: FakeOpenAI) -> Callable[[dict[str, Any], Receive, Send], Awai
             await send({"type": "http.response.body", "body": payload})
             return
         await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
-        # StreamDropped propagates: uvicorn then resets the connection mid-body.
-        async for chunk in _logged_stream(core, scope["path"], reply.stream):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        stream = reply.stream
+
+        async def body() -> None:
+            # StreamDropped propagates: uvicorn then resets the connection mid-body.
+            async with contextlib.aclosing(_logged_stream(core, scope["path"], stream)) as chunks:
+                async for chunk in chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+        async def client_gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        # uvicorn drops writes to a closed connection silently, so a client that leaves
+        # is noticed only through `receive`: stop the stream then (it logs the disconnect).
+        streaming, watching = asyncio.ensure_future(body()), asyncio.ensure_future(client_gone())
+        try:
+            await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watching.cancel()
+            if not streaming.done():
+                streaming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await streaming
+        if not streaming.cancelled():
+            streaming.result()  # re-raises StreamDropped
 
     return app
 
