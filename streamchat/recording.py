@@ -9,13 +9,16 @@ line by number, and keeps everything that is valid.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from . import __version__
 from .events import TERMINAL_STATUSES, TurnStatus
@@ -99,6 +102,58 @@ def _line(obj: dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+REDACTED = "[redacted]"
+
+SIGNED_PARAMS = frozenset(
+    {
+        "sig",  # Azure SAS
+        "se",
+        "signature",  # CloudFront and others
+        "key-pair-id",
+        "policy",
+        "x-amz-signature",  # S3 presigned
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",  # GCS signed
+        "x-goog-credential",
+        "token",
+        "access_token",
+    }
+)
+"""Query parameters that make a URL a signed one: its whole query string is dropped."""
+
+_SIGNED_HINT = re.compile(r"[?&](?:" + "|".join(re.escape(p) for p in sorted(SIGNED_PARAMS)) + r")=", re.IGNORECASE)
+_URL = re.compile(r"https?://[^\s\"'<>`)\]]+", re.IGNORECASE)
+
+
+def _unsign(match: re.Match[str]) -> str:
+    url = match.group(0)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    names = {name.lower() for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if names & SIGNED_PARAMS:
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return url
+
+
+def _scrub(value: Any, secret: str | None) -> Any:
+    """``value`` with the secret replaced and signed URLs' query strings removed, in
+    every string it holds (keys included)."""
+    if isinstance(value, str):
+        if secret and secret in value:
+            value = value.replace(secret, REDACTED)
+        if "://" in value:
+            value = _URL.sub(_unsign, value)
+        return value
+    if isinstance(value, dict):
+        return {_scrub(k, secret): _scrub(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secret) for v in value]
+    return value
+
+
 class RecordingWriter:
     """Appends one session's turns to a new file, a flushed line at a time.
 
@@ -113,8 +168,16 @@ class RecordingWriter:
         *,
         clock: Any = time.monotonic,
         max_turn_bytes: int = MAX_TURN_BYTES,
+        secret: str | None = None,
+        lock: contextlib.AbstractContextManager[Any] | None = None,
     ) -> None:
         self.path = path
+        self._lock = lock if lock is not None else contextlib.nullcontext()
+        """Held around each line's write: a folder uploader (CommitScheduler) that
+        reads under the same lock never sees half a line."""
+        self._secret = secret or None
+        # The secret as it appears inside a serialized JSON string.
+        self._secret_json = json.dumps(secret, ensure_ascii=False)[1:-1] if secret else None
         self._clock = clock
         self._max_turn_bytes = max_turn_bytes
         self._file: IO[str] | None = None
@@ -137,7 +200,7 @@ class RecordingWriter:
     def _write(self, obj: dict[str, Any]) -> None:
         if self.stopped:
             return
-        line = _line(obj)
+        line = self._clean(obj)
         self._turn_bytes += len(line)
         if self._turn_bytes > self._max_turn_bytes and obj.get("kind") != "end":
             self.stopped = (
@@ -146,13 +209,29 @@ class RecordingWriter:
             return
         assert self._file is not None
         try:
-            self._file.write(line)
-            self._file.flush()
+            with self._lock:
+                self._file.write(line)
+                self._file.flush()
         except OSError as exc:
             self.stopped = f"Recording stopped: {exc.strerror or exc}."
 
+    def _clean(self, obj: dict[str, Any]) -> str:
+        """The object's line, never holding the secret or a signed URL. The object is
+        walked only when a substring check on its line says it may need it."""
+        line = _line(obj)
+        secret = self._secret_json
+        if (secret and secret in line) or ("://" in line and _SIGNED_HINT.search(line)):
+            line = _line(_scrub(obj, self._secret))
+        return line
+
     def begin_turn(self, user: str) -> None:
-        self._open()
+        if self.stopped:
+            return  # a stopped recording never touches the disk again
+        try:
+            self._open()
+        except OSError as exc:  # a folder that cannot be written: the chat goes on unrecorded
+            self.stopped = f"Recording stopped: {exc.strerror or exc}."
+            return
         self._turn += 1
         self._stream = -1
         self._turn_bytes = 0
@@ -182,8 +261,9 @@ class RecordingWriter:
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):  # a full disk fails the last flush too
+                file.close()
 
 
 def new_recording_path(folder: Path, stem: str) -> Path:
@@ -211,9 +291,13 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
         try:
             obj = json.loads(line)
         except ValueError:
+            if head is None:
+                raise RecordingError(f"{name or 'recording'}: line {number}: the header is not valid JSON") from None
             problems.append(f"line {number}: not valid JSON, skipped")
             continue
         if not isinstance(obj, dict):
+            if head is None:
+                raise RecordingError(f"{name or 'recording'}: line {number}: expected the header first")
             problems.append(f"line {number}: not an object, skipped")
             continue
         kind = obj.get("kind")

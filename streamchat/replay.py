@@ -88,6 +88,8 @@ class Player:
             message = self.unmatched_text(request.user)
             return Script(status=404, error={"message": message, "type": "invalid_request_error", "code": "no_recorded_turn"})
         streams = self._streams(turn)
+        if request.stream == len(streams) and turn.status in ("interrupted", "cancelled"):
+            return Script(events=[])  # cut off before its first event: an empty, unfinished stream
         if request.stream >= len(streams):
             message = f"The recording has no stream {request.stream} for turn {turn.index}."
             return Script(status=409, error={"message": message, "type": "invalid_request_error", "code": "no_recorded_stream"})

@@ -1,0 +1,121 @@
+"""Serve recordings as an OpenAI-compatible endpoint on 127.0.0.1.
+
+    python -m streamchat.replay_server recordings/ [--port N] [--speed X] [--max-gap S]
+
+Any OpenAI client, in any language, can then stream recorded answers offline: point its
+base URL at the printed address (any API key works). The Responses, Assistants and Chat
+routes are those of the fake API (``fakeapi.FakeOpenAI``), framed as OpenAI frames them
+and paced by the recorded timing. With a folder, every recording is served at once: a
+request gets the first recording whose prompts match its user message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from .fakeapi import FakeOpenAI, Script, TurnRequest
+from .recording import RecordingError
+from .replay import MAX_GAP, Library, Player
+from .serve import serve_in_thread
+
+DEFAULT_PORT = 8765
+
+
+class UnionSource:
+    """A ``StreamSource`` over several recordings: among those of the request's API
+    (the route it came in on), the first whose prompts match its user message answers
+    it; an unmatched message gets a 404 that lists what can be asked on that route."""
+
+    def __init__(self, players: Sequence[Player]) -> None:
+        self.players = list(players)
+
+    def prompts(self, api: str) -> list[str]:
+        return list(dict.fromkeys(p for player in self.players if player.recording.api == api for p in player.recording.prompts))
+
+    def __call__(self, request: TurnRequest) -> Script:
+        for player in self.players:
+            if player.recording.api == request.api and player.match(request.user, request.position) is not None:
+                return player(request)
+        asked = request.user.strip()[:200]
+        prompts = self.prompts(request.api)
+        if prompts:
+            listed = "\n".join(f"- {p}" for p in prompts)
+            message = f"No recording answers “{asked}” on the {request.api} API. The recorded prompts are:\n{listed}"
+        else:
+            apis = ", ".join(sorted({p.recording.api for p in self.players}))
+            message = f"No recording here uses the {request.api} API (recorded: {apis})."
+        return Script(status=404, error={"message": message, "type": "invalid_request_error", "code": "no_recorded_turn"})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m streamchat.replay_server",
+        description=(
+            "Serve recordings as an OpenAI-compatible endpoint on 127.0.0.1 (Responses, Assistants and "
+            "Chat Completions routes, streaming only), paced by their recorded timing. Point any OpenAI "
+            "client's base URL at the printed address; any API key is accepted."
+        ),
+    )
+    parser.add_argument("path", metavar="PATH", help="a recording file, or a folder of them (all served at once)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0 = any free port)"
+    )
+    parser.add_argument(
+        "--speed", type=float, default=1.0, metavar="X", help="replay speed: 1 = as recorded, 0 = as fast as possible (default 1)"
+    )
+    parser.add_argument(
+        "--max-gap", type=float, default=MAX_GAP, metavar="S", help=f"cap recorded silences at S seconds (default {MAX_GAP:g})"
+    )
+    return parser
+
+
+def load_source(path: Path, max_gap: float = MAX_GAP) -> tuple[UnionSource, list[str]]:
+    """The source serving every playable recording under ``path``, and the problems
+    met on the way (recordings skipped, lines damaged)."""
+    library = Library(path)
+    names = library.playable()
+    players = [Player(library.load(name), max_gap=max_gap) for name in names]
+    problems = list(library.problems)
+    for name in names:
+        problems += [f"{name}: {p}" for p in library.load(name).problems]
+    return UnionSource(players), problems
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.speed < 0 or args.max_gap <= 0 or not 0 <= args.port < 65536:
+        print("error: --speed must be >= 0, --max-gap > 0 and --port in 0..65535", file=sys.stderr)
+        return 2
+    try:
+        source, problems = load_source(Path(args.path), args.max_gap)
+    except RecordingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not source.players:
+        print(f"error: {args.path}: no playable recording", file=sys.stderr)
+        return 2
+    try:
+        running = serve_in_thread(FakeOpenAI(source, speed=args.speed), port=args.port)
+    except (OSError, RuntimeError) as exc:
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    names = ", ".join(player.recording.name for player in source.players)
+    print(f"Replaying {len(source.players)} recording(s) ({names}) at speed {args.speed:g}", flush=True)
+    print(running.url, flush=True)
+    try:
+        threading.Event().wait()  # until Ctrl-C or a signal ends the process
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
