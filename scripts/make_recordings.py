@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 from streamchat import synth  # noqa: E402
 from streamchat.recording import FORMAT, VERSION  # noqa: E402
 from streamchat.sse import RawEvent  # noqa: E402
+from streamchat.tools import format_result, load_handler  # noqa: E402
 
 CREATED = "2026-11-25T00:00:00Z"
 MODEL = "gpt-5-mini"
@@ -32,6 +33,7 @@ class Turn:
     streams: list[list[tuple[float, RawEvent]]]
     status: str = "completed"
     tool_outputs: list[tuple[str, str, float]] = field(default_factory=list)
+    """``(call_id, output, t)``: each is written before the first stream that starts after it."""
 
 
 def lines(api: str, title: str, description: str, turns: list[Turn]) -> list[dict[str, Any]]:
@@ -52,10 +54,9 @@ def lines(api: str, title: str, description: str, turns: list[Turn]) -> list[dic
     ]
     for n, turn in enumerate(turns):
         out.append({"kind": "turn", "turn": n, "user": turn.user})
-        outputs = list(turn.tool_outputs)
+        outputs = sorted(turn.tool_outputs, key=lambda o: o[2])
         end = 0.0
         for s, stream in enumerate(turn.streams):
-            # tool outputs recorded after stream s, before stream s+1
             for t, raw in stream:
                 line: dict[str, Any] = {"kind": "event", "turn": n, "stream": s, "t": t}
                 if raw.event is not None:
@@ -64,9 +65,12 @@ def lines(api: str, title: str, description: str, turns: list[Turn]) -> list[dic
                 out.append(line)
                 end = max(end, t)
             if s + 1 < len(turn.streams):
-                for call_id, output, t in outputs:
+                # the tool outputs of this round: after stream s, before stream s+1
+                next_start = turn.streams[s + 1][0][0] if turn.streams[s + 1] else float("inf")
+                while outputs and outputs[0][2] <= next_start:
+                    call_id, output, t = outputs.pop(0)
                     out.append({"kind": "tool_output", "turn": n, "t": t, "call_id": call_id, "output": output})
-                outputs = []
+        assert not outputs, f"turn {n}: a tool output is timed after the turn's last stream started"
         if turn.status is not None:
             out.append({"kind": "end", "turn": n, "t": round(end + 0.001, 4), "status": turn.status})
     return out
@@ -76,6 +80,66 @@ def text_turn(api: str, user: str, answer: str, *, seed: int, start: float = 0.0
     deltas = synth.split_text(answer, size)
     builder = {"responses": synth.responses_stream, "assistants": synth.assistants_stream, "chat": synth.chat_stream}[api]
     return Turn(user, [synth.paced(builder(deltas, **kw), start=start, seed=seed)])
+
+
+BUILDERS: dict[str, Any] = {
+    "responses": synth.responses_stream,
+    "assistants": synth.assistants_stream,
+    "chat": synth.chat_stream,
+}
+NOW = "2026-11-25T03:04:00+00:00"
+"""The moment the tool recordings ask the time at: their outputs never change."""
+
+
+def run_demo_tool(name: str, **args: Any) -> str:
+    """What the app would send back for a demo tool call (the same handler and formatting)."""
+    return format_result(load_handler(f"streamchat.demo_tools:{name}")(**args))
+
+
+def tool_turn(
+    api: str,
+    user: str,
+    calls: list[tuple[synth.FunctionCall, str]],
+    answer: str,
+    *,
+    seed: int,
+    run_time: float = 0.04,
+) -> Turn:
+    """One turn of the tool loop: a stream that asks for ``calls``, their outputs
+    (each ``run_time`` s after the last), then the stream that answers."""
+    builder = BUILDERS[api]
+    funcs = [call for call, _ in calls]
+    ask: dict[str, Any] = {"calls": funcs}
+    reply: dict[str, Any] = {}
+    if api == "assistants":
+        run_id = synth.new_id("run")
+        ask.update(run_id=run_id, end="requires_action")
+        reply.update(run_id=run_id, continuing=True)
+    elif api == "chat":
+        ask.update(finish_reason="tool_calls")
+    first = synth.paced(builder(**ask), seed=seed)
+    t = first[-1][0]
+    outputs = []
+    for call, output in calls:
+        t = round(t + run_time, 4)
+        outputs.append((call.call_id, output, t))
+    second = synth.paced(builder(synth.split_text(answer, 4), **reply), start=t + 0.01, seed=seed + 100)
+    return Turn(user, [first, second], tool_outputs=outputs)
+
+
+def builtin_turn(api: str, user: str, deltas: list[str], *, seed: int, **kw: Any) -> Turn:
+    return Turn(user, [synth.paced(BUILDERS[api](deltas, **kw), seed=seed)])
+
+
+FIB_CODE = """def fib(n):
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
+
+print([fib(n) for n in range(10)])
+print(fib(20))
+"""
 
 
 MARKDOWN_ANSWER = """## Streaming a reply, step by step
@@ -236,7 +300,146 @@ def build() -> dict[str, list[dict[str, Any]]]:
             )
         ],
     )
+    add_tool_recordings(files)
     return files
+
+
+def add_tool_recordings(files: dict[str, list[dict[str, Any]]]) -> None:
+    """The tool recordings (08-…), after the others so their ids stay as they were."""
+    tokyo = run_demo_tool("get_time", timezone="Asia/Tokyo", now=NOW)
+    tokyo_answer = "It is **12:04** in Tokyo right now (Wednesday, 25 November 2026, UTC+9)."
+    for n, api, title in (
+        ("08", "responses", "Responses"),
+        ("09", "assistants", "Assistants"),
+        ("10", "chat", "Chat Completions"),
+    ):
+        call = synth.FunctionCall("get_time", '{"timezone":"Asia/Tokyo"}')
+        files[f"{n}-tool-call-{api}"] = lines(
+            api,
+            f"A function call ({title})",
+            f"The model calls the local get_time tool; its recorded output is served back and the answer follows ({title} tool loop).",
+            [tool_turn(api, "What time is it in Tokyo?", [(call, tokyo)], tokyo_answer, seed=10 + int(n))],
+        )
+    paris = run_demo_tool("get_time", timezone="Europe/Paris", now=NOW)
+    files["11-parallel-tool-calls"] = lines(
+        "chat",
+        "Two tool calls in parallel",
+        "Chat Completions: two get_time calls in one response, told apart by their index, answered in one round.",
+        [
+            tool_turn(
+                "chat",
+                "What time is it in Tokyo and in Paris?",
+                [
+                    (synth.FunctionCall("get_time", '{"timezone":"Asia/Tokyo"}'), tokyo),
+                    (synth.FunctionCall("get_time", '{"timezone":"Europe/Paris"}'), paris),
+                ],
+                "It is **12:04** in Tokyo and **04:04** in Paris (25 November 2026). Tokyo is eight hours ahead.",
+                seed=21,
+            )
+        ],
+    )
+    files["12-code-interpreter"] = lines(
+        "responses",
+        "The code interpreter",
+        "Responses API: the code streams into a code block, then its logs; the answer follows.",
+        [
+            builtin_turn(
+                "responses",
+                "What is the 20th Fibonacci number? Use Python.",
+                synth.split_text("The 20th Fibonacci number is **6765** (counting F(0) = 0 and F(1) = 1).", 4),
+                builtins=[synth.CodeInterpreterCall(FIB_CODE, logs="[0, 1, 1, 2, 3, 5, 8, 13, 21, 34]\n6765\n", chunks=12)],
+                seed=22,
+            )
+        ],
+    )
+    refund = "Refunds are paid within **14 days** of the returned item arriving. Returns are accepted for 30 days with a receipt."
+    cut = refund.index(". Returns") + 1
+    files["13-file-search"] = lines(
+        "responses",
+        "File search with citations",
+        "Responses API: a file_search call, then an answer whose file_citation annotations become numbered footnotes.",
+        [
+            builtin_turn(
+                "responses",
+                "How long do refunds take?",
+                synth.split_text(refund, 4),
+                builtins=[synth.FileSearchCall(["refund processing time", "return policy"])],
+                annotations=[
+                    {"type": "file_citation", "file_id": "file-handbook01", "filename": "handbook.pdf", "index": cut},
+                    {"type": "file_citation", "file_id": "file-faq02", "filename": "faq.md", "index": len(refund)},
+                ],
+                seed=23,
+            )
+        ],
+    )
+    first, second = refund[:cut], refund[cut:]
+    markers = ["【4:0†source】", "【4:1†source】"]
+    deltas = [*synth.split_text(first, 4), markers[0], *synth.split_text(second, 4), markers[1]]
+    search = synth.FileSearchCall(
+        results=[("file-handbook01", "handbook.pdf", 0.91), ("file-faq02", "faq.md", 0.74)], call_id="call_search01"
+    )
+    files["14-file-search-assistants"] = lines(
+        "assistants",
+        "File search with 【】 source markers",
+        "Assistants API: a file_search step, then text whose 【4:0†source】 markers (with file_citation annotations) become numbered footnotes.",
+        [
+            builtin_turn(
+                "assistants",
+                "How long do refunds take?",
+                deltas,
+                builtins=[search],
+                annotations=[
+                    {"type": "file_citation", "text": markers[0], "file_citation": {"file_id": "file-handbook01"}},
+                    {"type": "file_citation", "text": markers[1], "file_citation": {"file_id": "file-faq02"}},
+                ],
+                seed=24,
+            )
+        ],
+    )
+    files["15-reasoning-summary"] = lines(
+        "responses",
+        "A reasoning summary",
+        "Responses API: the reasoning summary streams into a collapsible thinking bubble, apart from the answer.",
+        [
+            builtin_turn(
+                "responses",
+                "Is 221 a prime number?",
+                synth.split_text("No. **221 = 13 × 17**, so it is not prime.", 4),
+                summary_parts=[
+                    synth.split_text(
+                        "**Checking small factors**\n\nIt is odd, its digits sum to 5, and it does not end in 0 or 5.", 6
+                    ),
+                    synth.split_text("**Found a factor**\n\n√221 is just under 15, and 13 × 17 = 221.", 6),
+                ],
+                seed=25,
+            )
+        ],
+    )
+    tallest = "The tallest building in the world is the **Burj Khalifa** in Dubai, at 828 m."
+    wiki = "https://en.wikipedia.org/wiki/Burj_Khalifa"
+    files["16-web-search"] = lines(
+        "responses",
+        "Web search with a link",
+        "Responses API: a web_search call shown while it runs, then an answer whose url_citation becomes a linked footnote.",
+        [
+            builtin_turn(
+                "responses",
+                "What is the tallest building in the world?",
+                synth.split_text(tallest, 4),
+                builtins=[synth.WebSearchCall("tallest building in the world", sources=[wiki])],
+                annotations=[
+                    {
+                        "type": "url_citation",
+                        "url": wiki,
+                        "title": "Burj Khalifa - Wikipedia",
+                        "start_index": 0,
+                        "end_index": len(tallest),
+                    }
+                ],
+                seed=26,
+            )
+        ],
+    )
 
 
 def write(out_dir: Path) -> list[Path]:

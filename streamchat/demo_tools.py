@@ -31,6 +31,8 @@ def get_time(timezone: str, now: str | None = None) -> dict[str, str]:
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"unknown time zone {timezone!r}") from None
     moment = datetime.fromisoformat(now) if now else datetime.now(ZoneInfo("UTC"))
+    if moment.tzinfo is None:  # a naive time means UTC, not this machine's zone
+        moment = moment.replace(tzinfo=ZoneInfo("UTC"))
     local = moment.astimezone(zone)
     return {
         "timezone": timezone,

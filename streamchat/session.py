@@ -10,8 +10,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,7 +46,7 @@ class Settings:
 
     config: Config
     mode: Mode
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
     record_dir: Path | None = None
     replay_path: Path | None = None
@@ -93,12 +93,17 @@ class Runtime:
         self._background: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         """The loop sessions run on (Gradio's), for cleanup called from other threads."""
+        self.record_lock: contextlib.AbstractContextManager[Any] | None = None
+        """Held by recorders around each write (a dataset uploader's lock; see spaces.py)."""
         if settings.mode == "replay":
             assert settings.replay_path is not None
             self.library = Library(settings.replay_path)
             self.recordings = self.library.playable()
             for problem in self.library.problems:
                 log.warning("replay: %s", problem)
+            for name in self.recordings:  # damaged lines, skipped: said once, by number
+                for problem in self.library.load(name).problems:
+                    log.warning("replay: %s: %s", name, problem)
         else:
             self.client = make_client(settings)
             self.backend = BACKENDS[self.config.backend](self.client, self.config)
@@ -160,11 +165,11 @@ class Runtime:
         asyncio.run(go())
 
     async def shutdown(self) -> None:
+        if self._background:  # pending run cancels first: closing a session forgets its ids
+            await asyncio.gather(*self._background, return_exceptions=True)
         for session in list(self.sessions.values()):
             with contextlib.suppress(Exception):
                 await session.close()
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
         if self.backend is not None:
             with contextlib.suppress(Exception):
                 await self.backend.close()
@@ -183,6 +188,8 @@ class ChatSession:
         self._replay_backend: Backend | None = None
         self._core: FakeOpenAI | None = None
         self.tools = LocalTools(runtime.config.tools)
+        self.record = True
+        """This session's record toggle (UI): off pauses its recording; needs ``record_dir``."""
         self.busy = False
         self.last_status: str | None = None
 
@@ -209,14 +216,20 @@ class ChatSession:
 
     def _recorder(self) -> RecordingWriter | None:
         folder = self.runtime.settings.record_dir
-        if folder is None or not self.runtime.live:
+        if folder is None or not self.runtime.live or not self.record:
             return None
         if self.recorder is None:
-            if _folder_bytes(folder) > MAX_FOLDER_BYTES:
-                return None
             config = self.runtime.config
             head = header(config.backend, config.model, config.sha256)
-            self.recorder = RecordingWriter(new_recording_path(folder, config.backend), head)
+            self.recorder = RecordingWriter(
+                new_recording_path(folder, config.backend),
+                head,
+                secret=self.runtime.settings.api_key,
+                lock=self.runtime.record_lock,
+            )
+            if _folder_bytes(folder) > MAX_FOLDER_BYTES:  # stopped before its file exists: said, not silent
+                limit = f"{MAX_FOLDER_BYTES / (1024 * 1024):g} MiB"
+                self.recorder.stopped = f"The recordings folder is over its limit of {limit}; this chat is not recorded."
         return self.recorder
 
     # -- lifecycle ------------------------------------------------------------------
@@ -249,15 +262,20 @@ class ChatSession:
 
     # -- one turn -------------------------------------------------------------------
 
-    async def turn(self, message: str, history: list[dict[str, Any]]) -> AsyncIterator[str | list[dict[str, Any]]]:
+    async def turn(self, message: str, history: list[dict[str, Any]]) -> AsyncGenerator[str | list[dict[str, Any]], None]:
         """Stream one turn as UI values: at most one per ``coalesce`` seconds, the
         first at once, the last always. Never raises for API trouble: every failure
         ends as a message in the chat."""
         transcript = Transcript(clock=time.monotonic)
-        async for _ in self.turn_events(message, history, transcript):
-            yield transcript.value()
+        # aclosing: when the caller closes this generator (Stop), the inner one ends now,
+        # not whenever the garbage collector finalizes it.
+        async with contextlib.aclosing(self.turn_events(message, history, transcript)) as updates:
+            async for _ in updates:
+                yield transcript.value()
 
-    async def turn_events(self, message: str, history: list[dict[str, Any]], transcript: Transcript) -> AsyncIterator[None]:
+    async def turn_events(
+        self, message: str, history: list[dict[str, Any]], transcript: Transcript
+    ) -> AsyncGenerator[None, None]:
         """Feed ``transcript`` and yield whenever the UI should show it (coalesced)."""
         position = sum(1 for m in history if m.get("role") == "user")
         self.last_status = None
@@ -348,6 +366,8 @@ class ChatSession:
         try:
             async for event in backend.turn(self.conv, message, history, ctx):
                 has_text = has_text or event.kind == "text"
+                if event.kind in ("error", "notice", "turn_end") and event.text:  # servers echo keys
+                    event = replace(event, text=redact(event.text, self.runtime.settings.api_key))
                 queue.put_nowait(event)
                 if event.kind == "turn_end":
                     ended = True

@@ -40,6 +40,39 @@ class FunctionCall:
     """How many argument deltas the arguments are split into."""
 
 
+@dataclass
+class CodeInterpreterCall:
+    """A code interpreter run: the code (streamed in ``chunks`` deltas) and its outputs."""
+
+    code: str
+    logs: str = ""
+    images: Sequence[str] = ()
+    """Responses: image URLs; Assistants: file ids (that API gives no URL)."""
+    call_id: str = field(default_factory=lambda: new_id("ci"))
+    chunks: int = 4
+
+
+@dataclass
+class FileSearchCall:
+    """A file search: its queries and the files it found (``(file_id, filename, score)``)."""
+
+    queries: Sequence[str] = ()
+    results: Sequence[tuple[str, str, float]] = ()
+    call_id: str = field(default_factory=lambda: new_id("fs"))
+
+
+@dataclass
+class WebSearchCall:
+    """A web search (Responses only): its query and the sources it read."""
+
+    query: str
+    sources: Sequence[str] = ()
+    call_id: str = field(default_factory=lambda: new_id("ws"))
+
+
+BuiltinCall = CodeInterpreterCall | FileSearchCall | WebSearchCall
+
+
 def split_text(text: str, size: int = 4) -> list[str]:
     """Cut text into deltas of ``size`` characters (multibyte characters stay whole:
     the cut is by character, the way providers emit tokens)."""
@@ -50,6 +83,24 @@ def _split(value: str, n: int) -> list[str]:
     n = max(1, min(n, len(value) or 1))
     step = -(-len(value) // n) if value else 1
     return [value[i : i + step] for i in range(0, len(value), step)] or [""]
+
+
+def _note_positions(deltas: Sequence[str], annotations: Sequence[dict[str, Any]], key: Any) -> dict[int, list[int]]:
+    """Which delta each annotation follows: the one in which its position (``key(note)``,
+    a character offset in the whole text) is reached; the last delta when it has none.
+    Providers send an annotation once the text it refers to has streamed."""
+    ends, total = [], 0
+    for d in deltas:
+        total += len(d)
+        ends.append(total)
+    out: dict[int, list[int]] = {}
+    for n, note in enumerate(annotations):
+        pos = key(note)
+        at = len(deltas) - 1
+        if isinstance(pos, int):
+            at = next((i for i, end in enumerate(ends) if end >= pos), at)
+        out.setdefault(at, []).append(n)
+    return out
 
 
 def timed(events: Iterable[RawEvent], *, start: float = 0.0, step: float = 0.02) -> list[tuple[float, RawEvent]]:
@@ -67,12 +118,19 @@ def responses_stream(
     end: str | None = "completed",
     calls: Sequence[FunctionCall] = (),
     reasoning: Sequence[str] = (),
+    summary_parts: Sequence[Sequence[str]] = (),
+    builtins: Sequence[BuiltinCall] = (),
     annotations: Sequence[dict[str, Any]] = (),
     incomplete_reason: str = "max_output_tokens",
     error: dict[str, Any] | None = None,
     nested_error: bool = False,
 ) -> list[RawEvent]:
     """One ``responses.create(stream=True)`` stream.
+
+    Output items come in this order: a reasoning item (``reasoning``: the deltas of one
+    summary part, or ``summary_parts``: several parts), the built-in tool calls
+    (``builtins``), the function calls, then the message. An annotation is sent after
+    the delta that reaches its ``index`` (or ``end_index``).
 
     ``end``: ``completed``, ``incomplete``, ``failed``, ``error`` (an ``error`` event),
     or None (the stream stops before its terminal event).
@@ -103,19 +161,29 @@ def responses_stream(
     ]
     items: list[dict[str, Any]] = []
     index = 0
-    if reasoning:
+    parts = [list(p) for p in summary_parts] or ([list(reasoning)] if reasoning else [])
+    if parts:
         rs_id = new_id("rs")
         item = {"id": rs_id, "type": "reasoning", "summary": []}
         out.append(ev("response.output_item.added", output_index=index, item=item))
-        part: dict[str, Any] = {"type": "summary_text", "text": ""}
-        out.append(ev("response.reasoning_summary_part.added", item_id=rs_id, output_index=index, summary_index=0, part=part))
-        for d in reasoning:
-            out.append(ev("response.reasoning_summary_text.delta", item_id=rs_id, output_index=index, summary_index=0, delta=d))
-        full = "".join(reasoning)
-        out.append(ev("response.reasoning_summary_text.done", item_id=rs_id, output_index=index, summary_index=0, text=full))
-        done = {**item, "summary": [{"type": "summary_text", "text": full}]}
+        summary = []
+        for k, deltas_k in enumerate(parts):
+            where = {"item_id": rs_id, "output_index": index, "summary_index": k}
+            out.append(ev("response.reasoning_summary_part.added", **where, part={"type": "summary_text", "text": ""}))
+            for d in deltas_k:
+                out.append(ev("response.reasoning_summary_text.delta", **where, delta=d))
+            full = "".join(deltas_k)
+            out.append(ev("response.reasoning_summary_text.done", **where, text=full))
+            out.append(ev("response.reasoning_summary_part.done", **where, part={"type": "summary_text", "text": full}))
+            summary.append({"type": "summary_text", "text": full})
+        done = {**item, "summary": summary}
         out.append(ev("response.output_item.done", output_index=index, item=done))
         items.append(done)
+        index += 1
+    for builtin in builtins:
+        for kind, data in _responses_builtin(builtin, index):
+            out.append(ev(kind, **data))
+        items.append(out[-1].data["item"])
         index += 1
     for call in calls:
         fc_id = new_id("fc")
@@ -139,25 +207,26 @@ def responses_stream(
         msg_id = new_id("msg")
         item = {"id": msg_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
         out.append(ev("response.output_item.added", output_index=index, item=item))
-        part = {"type": "output_text", "text": "", "annotations": []}
+        part: dict[str, Any] = {"type": "output_text", "text": "", "annotations": []}
         out.append(ev("response.content_part.added", item_id=msg_id, output_index=index, content_index=0, part=part))
+        after = _note_positions(deltas, annotations, lambda note: note.get("index", note.get("end_index")))
         for i, d in enumerate(deltas):
             out.append(
                 ev("response.output_text.delta", item_id=msg_id, output_index=index, content_index=0, delta=d, logprobs=[])
             )
             if end is None and i == len(deltas) - 1:
                 return out  # cut off mid-answer
-        for n, note in enumerate(annotations):
-            out.append(
-                ev(
-                    "response.output_text.annotation.added",
-                    item_id=msg_id,
-                    output_index=index,
-                    content_index=0,
-                    annotation_index=n,
-                    annotation=note,
+            for n in after.get(i, []):
+                out.append(
+                    ev(
+                        "response.output_text.annotation.added",
+                        item_id=msg_id,
+                        output_index=index,
+                        content_index=0,
+                        annotation_index=n,
+                        annotation=annotations[n],
+                    )
                 )
-            )
         full = "".join(deltas)
         out.append(ev("response.output_text.done", item_id=msg_id, output_index=index, content_index=0, text=full, logprobs=[]))
         done_part = {"type": "output_text", "text": full, "annotations": list(annotations)}
@@ -180,6 +249,52 @@ def responses_stream(
     return out
 
 
+def _responses_builtin(call: BuiltinCall, index: int) -> list[tuple[str, dict[str, Any]]]:
+    """The events of one built-in tool call's output item, ``output_item.done`` last."""
+    where = {"item_id": call.call_id, "output_index": index}
+    out: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(call, CodeInterpreterCall):
+        item: dict[str, Any] = {
+            "id": call.call_id,
+            "type": "code_interpreter_call",
+            "status": "in_progress",
+            "code": "",
+            "container_id": "cntr_synthetic",
+            "outputs": None,
+        }
+        out.append(("response.output_item.added", {"output_index": index, "item": item}))
+        out.append(("response.code_interpreter_call.in_progress", where))
+        for piece in _split(call.code, call.chunks):
+            out.append(("response.code_interpreter_call_code.delta", {**where, "delta": piece}))
+        out.append(("response.code_interpreter_call_code.done", {**where, "code": call.code}))
+        out.append(("response.code_interpreter_call.interpreting", where))
+        out.append(("response.code_interpreter_call.completed", where))
+        outputs: list[dict[str, Any]] = [{"type": "logs", "logs": call.logs}] if call.logs else []
+        outputs += [{"type": "image", "url": url} for url in call.images]
+        done = {**item, "status": "completed", "code": call.code, "outputs": outputs}
+    elif isinstance(call, FileSearchCall):
+        item = {"id": call.call_id, "type": "file_search_call", "status": "in_progress", "queries": [], "results": None}
+        out.append(("response.output_item.added", {"output_index": index, "item": item}))
+        out.append(("response.file_search_call.in_progress", where))
+        out.append(("response.file_search_call.searching", where))
+        out.append(("response.file_search_call.completed", where))
+        results: list[dict[str, Any]] = [
+            {"file_id": fid, "filename": name, "score": score, "attributes": {}, "text": None}
+            for fid, name, score in call.results
+        ]
+        done = {**item, "status": "completed", "queries": list(call.queries), "results": results or None}
+    else:
+        item = {"id": call.call_id, "type": "web_search_call", "status": "in_progress", "action": {"type": "search"}}
+        out.append(("response.output_item.added", {"output_index": index, "item": item}))
+        out.append(("response.web_search_call.in_progress", where))
+        out.append(("response.web_search_call.searching", where))
+        out.append(("response.web_search_call.completed", where))
+        action = {"type": "search", "query": call.query, "sources": [{"type": "url", "url": u} for u in call.sources]}
+        done = {**item, "status": "completed", "action": action}
+    out.append(("response.output_item.done", {"output_index": index, "item": done}))
+    return out
+
+
 def _usage() -> dict[str, Any]:
     return {"input_tokens": 12, "output_tokens": 34, "total_tokens": 46}
 
@@ -195,6 +310,7 @@ def assistants_stream(
     run_id: str | None = None,
     end: str | None = "completed",
     calls: Sequence[FunctionCall] = (),
+    builtins: Sequence[CodeInterpreterCall | FileSearchCall] = (),
     annotations: Sequence[dict[str, Any]] = (),
     continuing: bool = False,
     event_lines: bool = True,
@@ -202,7 +318,11 @@ def assistants_stream(
     """One run stream (``runs.create(stream=True)``, or with ``continuing`` the stream
     ``submit_tool_outputs(stream=True)`` opens). ``end``: ``completed``, ``failed``,
     ``incomplete``, ``cancelled``, ``requires_action`` (needs ``calls``), ``error`` or
-    None. ``event_lines=False`` drops the ``event:`` lines, as some servers do."""
+    None. ``event_lines=False`` drops the ``event:`` lines, as some servers do.
+
+    ``builtins`` run in one ``tool_calls`` step before the message. An annotation
+    whose ``text`` (a ``【4:0†source】`` marker, a ``sandbox:`` path) is in the answer
+    gets its ``start_index``/``end_index`` and comes with the delta that ends it."""
     rid = run_id or new_id("run")
     now = CREATED
 
@@ -224,6 +344,8 @@ def assistants_stream(
     if not continuing:
         out += [("thread.run.created", run("queued")), ("thread.run.queued", run("queued"))]
     out.append(("thread.run.in_progress", run("in_progress")))
+    if builtins:
+        out += _assistants_builtin_step(builtins, rid, thread_id)
     if calls:
         step_id = new_id("step")
         step = {
@@ -285,11 +407,12 @@ def assistants_stream(
         )
         out.append(("thread.message.created", message))
         out.append(("thread.message.in_progress", message))
-        notes = list(annotations)
+        notes = _assistant_notes("".join(deltas), annotations)
+        after = _note_positions(deltas, notes, lambda note: note.get("end_index"))
         for i, d in enumerate(deltas):
             text: dict[str, Any] = {"value": d}
-            if i == len(deltas) - 1 and notes:
-                text["annotations"] = notes
+            if i in after:
+                text["annotations"] = [notes[n] for n in after[i]]
             out.append(
                 (
                     "thread.message.delta",
@@ -345,6 +468,68 @@ def assistants_stream(
     return _assistant_frames(out, end_done=True, event_lines=event_lines)
 
 
+def _assistant_notes(full: str, annotations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    out, searched = [], 0
+    for n, note in enumerate(annotations):
+        note = {"index": n, **note}
+        marker = note.get("text")
+        if isinstance(marker, str) and "start_index" not in note and marker in full[searched:]:
+            start = full.index(marker, searched)
+            searched = start + len(marker)
+            note["start_index"], note["end_index"] = start, searched
+        out.append(note)
+    return out
+
+
+def _assistants_builtin_step(
+    builtins: Sequence[CodeInterpreterCall | FileSearchCall], rid: str, thread_id: str
+) -> list[tuple[str, Any]]:
+    """A ``tool_calls`` run step the assistant runs itself: code interpreter input and
+    logs arrive as step deltas, the full details with ``thread.run.step.completed``."""
+    step_id = new_id("step")
+    step = {
+        "id": step_id,
+        "object": "thread.run.step",
+        "created_at": CREATED,
+        "run_id": rid,
+        "thread_id": thread_id,
+        "type": "tool_calls",
+        "status": "in_progress",
+        "step_details": {"type": "tool_calls", "tool_calls": []},
+    }
+    out: list[tuple[str, Any]] = [("thread.run.step.created", step), ("thread.run.step.in_progress", step)]
+
+    def delta(tc: dict[str, Any]) -> tuple[str, Any]:
+        body = {"step_details": {"type": "tool_calls", "tool_calls": [tc]}}
+        return ("thread.run.step.delta", {"id": step_id, "object": "thread.run.step.delta", "delta": body})
+
+    full: list[dict[str, Any]] = []
+    for i, call in enumerate(builtins):
+        if isinstance(call, CodeInterpreterCall):
+            first = {"index": i, "id": call.call_id, "type": "code_interpreter", "code_interpreter": {"input": "", "outputs": []}}
+            out.append(delta(first))
+            for piece in _split(call.code, call.chunks):
+                out.append(delta({"index": i, "type": "code_interpreter", "code_interpreter": {"input": piece}}))
+            outputs: list[dict[str, Any]] = [{"index": 0, "type": "logs", "logs": call.logs}] if call.logs else []
+            outputs += [{"index": len(outputs) + k, "type": "image", "image": {"file_id": f}} for k, f in enumerate(call.images)]
+            if outputs:
+                out.append(delta({"index": i, "type": "code_interpreter", "code_interpreter": {"outputs": outputs}}))
+            final = [{k: v for k, v in o.items() if k != "index"} for o in outputs]
+            full.append(
+                {"id": call.call_id, "type": "code_interpreter", "code_interpreter": {"input": call.code, "outputs": final}}
+            )
+        else:
+            out.append(delta({"index": i, "id": call.call_id, "type": "file_search", "file_search": {}}))
+            results = [{"file_id": fid, "file_name": name, "score": score} for fid, name, score in call.results]
+            ranking = {"ranker": "default_2024_08_21", "score_threshold": 0.0}
+            full.append(
+                {"id": call.call_id, "type": "file_search", "file_search": {"ranking_options": ranking, "results": results}}
+            )
+    done = {**step, "status": "completed", "step_details": {"type": "tool_calls", "tool_calls": full}}
+    out.append(("thread.run.step.completed", done))
+    return out
+
+
 def _assistant_frames(pairs: list[tuple[str, Any]], *, end_done: bool, event_lines: bool) -> list[RawEvent]:
     out = [RawEvent(name if event_lines else None, data) for name, data in pairs]
     if end_done:
@@ -363,13 +548,16 @@ def chat_stream(
     finish_reason: str | None = "stop",
     calls: Sequence[FunctionCall] = (),
     reasoning: Sequence[str] = (),
+    annotations: Sequence[dict[str, Any]] = (),
     usage: bool = True,
     done: bool = True,
     error: dict[str, Any] | None = None,
     filter_chunk: bool = False,
 ) -> list[RawEvent]:
     """One ``chat.completions.create(stream=True)`` stream. ``finish_reason=None`` with
-    ``done=False`` is a stream cut off mid-answer; ``error`` sends an error chunk."""
+    ``done=False`` is a stream cut off mid-answer; ``error`` sends an error chunk.
+    ``annotations`` (``url_citation``s, as search models send them) follow the text in
+    a chunk of their own."""
     cid = completion_id or new_id("chatcmpl")
     now = CREATED
 
@@ -397,6 +585,8 @@ def chat_stream(
         out.append(chunk({"reasoning_content": r, "content": None}))
     for d in deltas:
         out.append(chunk({"content": d}))
+    if annotations:
+        out.append(chunk({"annotations": list(annotations)}))
     for i, call in enumerate(calls):
         pieces = _split(call.arguments, call.chunks)
         first = {"index": i, "id": call.call_id, "type": "function", "function": {"name": call.name, "arguments": ""}}

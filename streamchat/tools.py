@@ -19,6 +19,10 @@ import jsonschema
 from .backends.base import ToolCall
 from .config import ConfigError, ToolSpec
 
+MAX_OUTPUT_CHARS = 50_000
+"""A tool output longer than this is cut (the model's context and the recording are
+not the place for megabytes)."""
+
 
 def load_handler(spec: str) -> Callable[..., Any]:
     module_name, _, attr = spec.partition(":")
@@ -69,24 +73,57 @@ class LocalTools:
         except jsonschema.ValidationError as exc:
             where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
             return f"Error: invalid arguments ({where}: {exc.message})."
+        except jsonschema.SchemaError:
+            return f"Error: the tool {spec.name!r} has an invalid parameter schema."
         try:
             handler = self._handler(spec)
         except Exception as exc:
             return f"Error: the tool {spec.name!r} cannot be loaded ({type(exc).__name__})."
         try:
             if inspect.iscoroutinefunction(handler):
-                result = await asyncio.wait_for(handler(**args), timeout=spec.timeout)
+                result = await asyncio.wait_for(_guarded_async(handler, args), timeout=spec.timeout)
             else:
                 # A thread cannot be killed: past the limit the model gets the error and
                 # the turn goes on; the stray thread finishes on its own.
-                result = await asyncio.wait_for(asyncio.to_thread(handler, **args), timeout=spec.timeout)
+                result = await asyncio.wait_for(asyncio.to_thread(_guarded, handler, args), timeout=spec.timeout)
         except TimeoutError:
             return f"Error: the tool {spec.name!r} did not finish within {spec.timeout:g} s."
+        except _Exited as exc:
+            return f"Error: the tool {spec.name!r} failed (SystemExit: {exc})."
         except Exception as exc:
             return f"Error: the tool {spec.name!r} failed ({type(exc).__name__}: {exc})."
-        if isinstance(result, str):
-            return result
+        return format_result(result)
+
+
+class _Exited(Exception):
+    """A handler called ``sys.exit()``. As a ``SystemExit`` it would leave the task
+    that runs it and stop the whole event loop; as this it is one more tool error."""
+
+
+def _guarded(handler: Callable[..., Any], args: dict[str, Any]) -> Any:
+    try:
+        return handler(**args)
+    except SystemExit as exc:
+        raise _Exited(exc.code) from None
+
+
+async def _guarded_async(handler: Callable[..., Any], args: dict[str, Any]) -> Any:
+    try:
+        return await handler(**args)
+    except SystemExit as exc:
+        raise _Exited(exc.code) from None
+
+
+def format_result(result: Any) -> str:
+    """A handler's return value as the text sent to the model: a string as it is,
+    anything else as JSON (or ``str``), cut at ``MAX_OUTPUT_CHARS``."""
+    if isinstance(result, str):
+        text = result
+    else:
         try:
-            return json.dumps(result, ensure_ascii=False)
+            text = json.dumps(result, ensure_ascii=False)
         except (TypeError, ValueError):
-            return str(result)
+            text = str(result)
+    if len(text) > MAX_OUTPUT_CHARS:
+        text = f"{text[:MAX_OUTPUT_CHARS]}… (cut: the output had {len(text)} characters)"
+    return text

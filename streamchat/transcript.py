@@ -10,6 +10,7 @@ would make long replies quadratic.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,21 @@ STATUS_LINES: dict[str, str] = {
 }
 
 
+SERVER_TOOL_TITLES: dict[str, tuple[str, str]] = {
+    # built-in tool: (title while it runs, title once done)
+    "code_interpreter": ("🐍 Running code", "🐍 Ran code"),
+    "file_search": ("🔎 Searching files", "🔎 Searched files"),
+    "web_search": ("🌐 Searching the web", "🌐 Searched the web"),
+}
+
+
+def tool_titles(name: str, server: bool) -> tuple[str, str]:
+    """A tool bubble's title while the call runs and once it is done."""
+    if server:
+        return SERVER_TOOL_TITLES.get(name, (f"⚙️ Running {name}", f"⚙️ Ran {name}"))
+    return f"🛠️ Using tool {name}", f"🛠️ Used tool {name}"
+
+
 @dataclass
 class _Bubble:
     kind: str  # answer | tool | thinking | status
@@ -34,7 +50,10 @@ class _Bubble:
     name: str = ""
     lang: str = "json"
     server: bool = False
-    output: list[str] = field(default_factory=list)
+    done_title: str = ""
+    output: list[list[str]] = field(default_factory=list)
+    """The result as ``[format, text]`` segments: ``text``/``logs`` (shown in a code
+    block), ``image`` (a URL, shown as an image) or ``markdown`` (shown as it is)."""
     started: float | None = None
     duration: float | None = None
 
@@ -76,8 +95,9 @@ class Transcript:
                 self._close_tool(bubble)
         elif kind == "tool_output":
             bubble = self._tool(event)
-            bubble.output.append(event.text)
-            self._close_tool(bubble)
+            _add_output(bubble, str(event.extra.get("format") or "text"), event.text)
+            if not bubble.server:  # a built-in tool may send more; its tool_done closes it
+                self._close_tool(bubble)
         elif kind == "citation":
             self._cite(event)
         elif kind == "notice":
@@ -110,9 +130,11 @@ class Transcript:
         self._settle_thinking()
         name = event.name or "tool"
         server = bool(event.extra.get("server"))
+        title, done_title = tool_titles(name, server)
         bubble = _Bubble(
             "tool",
-            title=f"⚙️ Running {name}" if server else f"🛠️ Using tool {name}",
+            title=title,
+            done_title=done_title,
             status="pending",
             call_id=event.call_id or "",
             name=name,
@@ -134,14 +156,21 @@ class Transcript:
         if bubble.status == "done":
             return
         bubble.status = "done"
-        bubble.title = bubble.title.replace("Using tool", "Used tool").replace("⚙️ Running", "⚙️ Ran")
+        bubble.title = bubble.done_title or bubble.title
         bubble.duration = self._since(bubble.started)
 
     def _cite(self, event: StreamEvent) -> None:
         source = (event.text, event.url or "")
         if source not in self._sources:
             self._sources.append(source)
-        self._answer().parts.append(f"[{self._sources.index(source) + 1}]")
+        mark = f"[{self._sources.index(source) + 1}]"
+        answer = self._answer()
+        back = event.extra.get("back") or 0
+        text = answer.joined(answer.parts) if back else ""
+        if isinstance(back, int) and 0 < back <= len(text):
+            answer.parts[:] = [text[: len(text) - back] + mark + text[len(text) - back :]]
+        else:
+            answer.parts.append(mark)
 
     def _status_bubble(self, line: str) -> None:
         self._settle_thinking()
@@ -224,14 +253,37 @@ def _footnotes(sources: list[tuple[str, str]]) -> str:
     return "\n\n**Sources**\n" + "\n".join(lines)
 
 
+def _fence(text: str) -> str:
+    """A code fence longer than any backtick run in ``text``, so the text cannot close it."""
+    longest = max((len(run) for run in re.findall(r"`{3,}", text)), default=2)
+    return "`" * (longest + 1)
+
+
+def _add_output(bubble: _Bubble, fmt: str, text: str) -> None:
+    if fmt not in ("image", "markdown"):
+        fmt = "text"  # text, logs, or a format this view does not know
+    if fmt == "text" and bubble.output and bubble.output[-1][0] == "text":
+        bubble.output[-1][1] += text  # logs stream in pieces: one block
+    else:
+        bubble.output.append([fmt, text])
+
+
 def _tool_content(bubble: _Bubble, args: str) -> str:
     sections = []
-    if args:
-        sections.append(f"```{bubble.lang}\n{args}\n```")
-    if bubble.output:
-        output = bubble.joined(bubble.output)
-        if output.lstrip().startswith("!["):
-            sections.append(output)
+    code = args.rstrip("\n")
+    if code:
+        fence = _fence(code)
+        sections.append(f"{fence}{bubble.lang}\n{code}\n{fence}")
+    labelled = False
+    for fmt, text in bubble.output:
+        if fmt == "image":
+            sections.append(f"![output image]({text})")
+        elif fmt == "markdown":
+            sections.append(text)
         else:
-            sections.append(f"**Result**\n```text\n{output}\n```")
+            fence = _fence(text)
+            head = "" if labelled else "**Result**\n"
+            body = text.rstrip("\n")
+            sections.append(f"{head}{fence}text\n{body}\n{fence}")
+            labelled = True
     return "\n\n".join(sections)

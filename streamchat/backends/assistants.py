@@ -8,6 +8,7 @@ which continues the same run in a new stream.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +25,10 @@ _RUN_END: dict[str, TurnStatus] = {
     "thread.run.cancelled": "cancelled",
     "thread.run.expired": "failed",
 }
-_MARKER = re.compile(r"【[^】]*】")
+_MARKER = re.compile(r"【[^【】]{0,40}†[^【】]{0,40}】")
+"""A file-search source marker such as ``【4:0†source】`` (the dagger sets it apart
+from the 【brackets】 Japanese text uses)."""
+_OPEN_MARKER = re.compile(r"【[^【】]{0,80}$")
 
 
 def event_name(raw: RawEvent) -> str:
@@ -34,6 +38,8 @@ def event_name(raw: RawEvent) -> str:
         return raw.event
     data = raw.data if isinstance(raw.data, dict) else {}
     obj = data.get("object", "")
+    if not obj and ("error" in data or "message" in data):
+        return "error"  # an error payload has no `object`: flat {code, message} or nested {error}
     if obj in ("thread.run", "thread.run.step") and data.get("status"):
         return f"{obj}.{data['status']}"
     if obj == "thread.message" and data.get("status"):
@@ -42,29 +48,37 @@ def event_name(raw: RawEvent) -> str:
 
 
 class AssistantsAdapter(Adapter):
-    def __init__(self) -> None:
+    def __init__(self, file_names: dict[str, str] | None = None) -> None:
         super().__init__()
         self.run_id: str | None = None
         self._calls_by_index: dict[tuple[str, int], str] = {}
         self._seen_calls: set[str] = set()
+        self._outputs_seen: set[str] = set()
         self.done = False
+        self.file_names: dict[str, str] = file_names if file_names is not None else {}
+        """File id → name, learnt from file search results (citations carry only the id)."""
+        self._held = ""
+        self._marks: dict[str, StreamEvent] = {}
+        self._waited: set[str] = set()
 
     def handle(self, raw: RawEvent) -> list[StreamEvent]:
         name = event_name(raw)
         data = raw.data
         if name == "done" or raw.is_done:
             self.done = True
-            return []
+            return self._flush()
         if name == "error":
             message = error_message(data)
             self.finish("failed", message)
-            return [ev.error(message)]
+            return [*self._flush(), ev.error(message)]
         if not isinstance(data, dict):
             return self.malformed(raw)
         if name.startswith("thread.run.") and data.get("object") == "thread.run":
             self.run_id = data.get("id") or self.run_id
         if name == "thread.message.delta":
             return self._message_delta(data)
+        if name == "thread.message.completed":
+            return self._flush()
         if name == "thread.run.step.delta":
             return self._step_delta(data)
         if name == "thread.run.step.completed":
@@ -75,7 +89,8 @@ class AssistantsAdapter(Adapter):
                 fn = call.get("function") or {}
                 self.calls.append(ToolCall(call.get("id", ""), fn.get("name", ""), fn.get("arguments") or ""))
             self.finish("completed")  # this stream is over; the run goes on after the outputs
-            return [StreamEvent("tool_done", c.arguments, call_id=c.call_id, name=c.name) for c in self.calls]
+            done = [StreamEvent("tool_done", c.arguments, call_id=c.call_id, name=c.name) for c in self.calls]
+            return [*self._flush(), *done]
         if name in _RUN_END:
             status = _RUN_END[name]
             message = ""
@@ -85,7 +100,8 @@ class AssistantsAdapter(Adapter):
                 reason = (data.get("incomplete_details") or {}).get("reason") or "unknown reason"
                 message = f"The answer was cut short ({reason})."
             self.finish(status, message)
-            return [ev.error(message)] if status == "failed" else []
+            flushed = self._flush()
+            return [*flushed, ev.error(message)] if status == "failed" else flushed
         return []
 
     def _message_delta(self, data: dict[str, Any]) -> list[StreamEvent]:
@@ -94,18 +110,54 @@ class AssistantsAdapter(Adapter):
             if part.get("type") != "text":
                 continue
             text = part.get("text") or {}
-            value = text.get("value") or ""
-            annotations = text.get("annotations") or []
-            for note in annotations:
-                citation = note.get("file_citation") or note.get("file_path") or {}
-                name = citation.get("filename") or citation.get("file_id") or "file"
-                out.append(StreamEvent("citation", name, url=f"file:{name}", extra={"marker": note.get("text")}))
-            if annotations:
-                # 【4:0†source】 markers become footnote references in the transcript.
-                value = _MARKER.sub("", value)
-            if value:
-                out.insert(0, ev.text(value))
+            later: list[StreamEvent] = []
+            for note in text.get("annotations") or []:
+                citation = self._citation(note)
+                marker = note.get("text") or ""
+                if _MARKER.fullmatch(marker):
+                    self._marks[marker] = citation  # shown where the marker stands
+                else:
+                    later.append(citation)  # e.g. a sandbox: path: cited after the text
+            out += self._text(text.get("value") or "")
+            out += later
         return out
+
+    def _citation(self, note: dict[str, Any]) -> StreamEvent:
+        ref = note.get("file_citation") or note.get("file_path") or {}
+        file_id = ref.get("file_id") or ""
+        name = self.file_names.get(file_id) or ref.get("filename") or file_id or "file"
+        return StreamEvent("citation", name, url=f"file:{name}", extra={"marker": note.get("text"), "file_id": file_id})
+
+    def _text(self, value: str, final: bool = False) -> list[StreamEvent]:
+        """Text with its 【…†…】 markers replaced by their citations. A marker split
+        across deltas, or whose annotation has not come yet, is held back one delta."""
+        buf, self._held = self._held + value, ""
+        out: list[StreamEvent] = []
+        pos = 0
+        for match in _MARKER.finditer(buf):
+            marker = match.group(0)
+            citation = self._marks.get(marker)
+            if citation is None and not final and marker not in self._waited:
+                self._waited.add(marker)
+                self._held = buf[match.start() :]
+                buf = buf[: match.start()]
+                break
+            if match.start() > pos:
+                out.append(ev.text(buf[pos : match.start()]))
+            if citation is not None:
+                out.append(citation)
+            pos = match.end()
+        rest = buf[pos:]
+        tail = None if final else _OPEN_MARKER.search(rest)
+        if tail is not None:
+            self._held = rest[tail.start() :] + self._held
+            rest = rest[: tail.start()]
+        if rest:
+            out.append(ev.text(rest))
+        return out
+
+    def _flush(self) -> list[StreamEvent]:
+        return self._text("", final=True) if self._held else []
 
     def _step_delta(self, data: dict[str, Any]) -> list[StreamEvent]:
         details = (data.get("delta") or {}).get("step_details") or {}
@@ -130,9 +182,10 @@ class AssistantsAdapter(Adapter):
             if delta:
                 out.append(StreamEvent("tool_args", delta, call_id=call_id))
             if kind == "code_interpreter":
-                for output in (call.get("code_interpreter") or {}).get("outputs") or []:
-                    if output.get("type") == "logs" and output.get("logs"):
-                        out.append(StreamEvent("tool_output", output["logs"], call_id=call_id))
+                outputs = (call.get("code_interpreter") or {}).get("outputs") or []
+                if outputs:
+                    self._outputs_seen.add(call_id)
+                out += _interpreter_outputs(call_id, outputs)
         return out
 
     def _step_done(self, data: dict[str, Any]) -> list[StreamEvent]:
@@ -140,9 +193,35 @@ class AssistantsAdapter(Adapter):
         out: list[StreamEvent] = []
         for call in details.get("tool_calls") or []:
             kind = call.get("type")
+            call_id = call.get("id", "")
+            if kind == "code_interpreter" and call_id not in self._outputs_seen:
+                # Some servers send the outputs only with the completed step.
+                out += _interpreter_outputs(call_id, (call.get("code_interpreter") or {}).get("outputs") or [])
+            if kind == "file_search":
+                results = (call.get("file_search") or {}).get("results") or []
+                for result in results:
+                    if result.get("file_id") and result.get("file_name"):
+                        self.file_names[result["file_id"]] = result["file_name"]
+                names = [r.get("file_name") or r.get("file_id") for r in results]
+                if any(names):
+                    found = "Found: " + ", ".join(n for n in names if n)
+                    out.append(StreamEvent("tool_output", found, call_id=call_id, extra={"format": "text"}))
             if kind in ("code_interpreter", "file_search", "web_search"):
-                out.append(StreamEvent("tool_done", call_id=call.get("id", ""), name=kind))
+                out.append(StreamEvent("tool_done", call_id=call_id, name=kind))
         return out
+
+
+def _interpreter_outputs(call_id: str, outputs: list[dict[str, Any]]) -> list[StreamEvent]:
+    out = []
+    for output in outputs:
+        if output.get("type") == "logs" and output.get("logs"):
+            out.append(StreamEvent("tool_output", output["logs"], call_id=call_id, extra={"format": "logs"}))
+        elif output.get("type") == "image":
+            # This API gives a file id, not a URL: named, not shown.
+            file_id = (output.get("image") or {}).get("file_id") or "?"
+            note = f"🖼️ Image output `{file_id}` (this API gives no URL to show it)"
+            out.append(StreamEvent("tool_output", note, call_id=call_id, extra={"format": "markdown"}))
+    return out
 
 
 def tool_specs(config: Any) -> list[dict[str, Any]]:
@@ -160,6 +239,11 @@ class AssistantsBackend(Backend):
     api = "assistants"
     assistant_id: str | None = None
     _created = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._start_lock = asyncio.Lock()
+        """Held while the assistant is created, so concurrent first turns create one."""
 
     async def start(self) -> None:
         if self.config.assistant_id:
@@ -197,7 +281,9 @@ class AssistantsBackend(Backend):
         self, conv: Conversation, message: str, history: list[dict[str, Any]], ctx: TurnContext
     ) -> AsyncIterator[StreamEvent]:
         if self.assistant_id is None:
-            await self.start()
+            async with self._start_lock:  # many sessions' first turns may arrive at once
+                if self.assistant_id is None:
+                    await self.start()
         assert self.assistant_id is not None
         threads = self.client.beta.threads
         if conv.thread_id is None:
@@ -205,8 +291,9 @@ class AssistantsBackend(Backend):
         thread_id = conv.thread_id
         await threads.messages.create(thread_id, role="user", content=message)
         request: Any = threads.runs.with_streaming_response.create(thread_id, assistant_id=self.assistant_id, stream=True)
+        file_names: dict[str, str] = {}  # found by a search in one stream, cited in a later one
         for round_ in range(ctx.max_rounds + 1):
-            adapter = AssistantsAdapter()
+            adapter = AssistantsAdapter(file_names)
             async for raw in raw_events(request, ctx.tap):
                 for event in adapter.handle(raw):
                     yield event

@@ -30,6 +30,7 @@ class ChatAdapter(Adapter):
         super().__init__()
         self.finish_reason: str | None = None
         self._calls: dict[int, dict[str, str]] = {}
+        self._written = 0
 
     def handle(self, raw: RawEvent) -> list[StreamEvent]:
         data = raw.data
@@ -53,11 +54,22 @@ class ChatAdapter(Adapter):
                 out.append(StreamEvent("reasoning", reasoning))
             if delta.get("content"):  # null on role and tool-call chunks
                 out.append(ev.text(delta["content"]))
+                self._written += len(delta["content"])
+            for note in delta.get("annotations") or []:  # search models' url_citation
+                out.extend(self._citation(note))
             for call in delta.get("tool_calls") or []:
                 out.extend(self._tool_delta(call))
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         return out
+
+    def _citation(self, note: dict[str, Any]) -> list[StreamEvent]:
+        cite = note.get("url_citation") if isinstance(note, dict) else None
+        if not isinstance(cite, dict) or not cite.get("url"):
+            return []
+        at = cite.get("end_index")
+        extra = {"back": self._written - at} if isinstance(at, int) and 0 <= at < self._written else {}
+        return [StreamEvent("citation", cite.get("title") or cite["url"], url=cite["url"], extra=extra)]
 
     def _tool_delta(self, call: dict[str, Any]) -> list[StreamEvent]:
         index = call.get("index", len(self._calls))

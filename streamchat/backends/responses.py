@@ -31,6 +31,7 @@ class ResponsesAdapter(Adapter):
         super().__init__()
         self.response_id: str | None = None
         self._item_call: dict[str, str] = {}  # output item id → call id
+        self._written: dict[tuple[str, int], int] = {}  # characters of text so far, by content part
 
     def handle(self, raw: RawEvent) -> list[StreamEvent]:
         data = raw.data
@@ -38,11 +39,17 @@ class ResponsesAdapter(Adapter):
             return self.malformed(raw)
         kind = data.get("type") or raw.event or ""
         if kind == "response.output_text.delta" or kind == "response.refusal.delta":
-            return [ev.text(data.get("delta", ""))]
+            delta = data.get("delta", "")
+            key = (data.get("item_id", ""), data.get("content_index", 0))
+            self._written[key] = self._written.get(key, 0) + len(delta)
+            return [ev.text(delta)]
         if kind == "response.reasoning_summary_text.delta":
             return [StreamEvent("reasoning", data.get("delta", ""))]
+        if kind == "response.reasoning_summary_part.added" and data.get("summary_index", 0) > 0:
+            return [StreamEvent("reasoning", "\n\n")]  # the next summary part: a new paragraph
         if kind == "response.output_text.annotation.added":
-            return _citation(data.get("annotation") or {})
+            written = self._written.get((data.get("item_id", ""), data.get("content_index", 0)), 0)
+            return _citation(data.get("annotation") or {}, written)
         if kind == "response.output_item.added":
             return self._item_added(data.get("item") or {})
         if kind == "response.function_call_arguments.delta":
@@ -99,35 +106,52 @@ class ResponsesAdapter(Adapter):
             return [StreamEvent("tool_done", call.arguments, call_id=call_id, name=call.name)]
         if item_type in _BUILTIN_CALLS:
             call_id = item.get("id", "")
-            out = [StreamEvent("tool_done", call_id=call_id, name=_BUILTIN_CALLS[item_type])]
-            result = _builtin_output(item)
-            if result:
-                out.append(StreamEvent("tool_output", result, call_id=call_id))
+            out = [
+                StreamEvent("tool_output", text, call_id=call_id, extra={"format": fmt}) for fmt, text in _builtin_output(item)
+            ]
+            out.append(StreamEvent("tool_done", call_id=call_id, name=_BUILTIN_CALLS[item_type]))
             return out
         return []
 
 
-def _builtin_output(item: dict[str, Any]) -> str:
-    parts: list[str] = []
+def _builtin_output(item: dict[str, Any]) -> list[tuple[str, str]]:
+    """What a built-in tool call produced, as ``(format, text)`` pieces: code
+    interpreter logs and image URLs, or what a search looked for and found."""
+    parts: list[tuple[str, str]] = []
     for output in item.get("outputs") or []:
         if output.get("type") == "logs" and output.get("logs"):
-            parts.append(output["logs"])
+            parts.append(("logs", output["logs"]))
         elif output.get("type") == "image" and output.get("url"):
-            parts.append(f"![output image]({output['url']})")
-    queries = item.get("queries") or (item.get("action") or {}).get("query")
+            parts.append(("image", output["url"]))
+    action = item.get("action") or {}
+    queries = item.get("queries") or action.get("queries") or action.get("query")
+    lines = []
     if queries:
-        parts.append("Searched: " + (", ".join(queries) if isinstance(queries, list) else str(queries)))
-    return "\n".join(parts)
+        lines.append("Searched: " + (", ".join(queries) if isinstance(queries, list) else str(queries)))
+    found = [r.get("filename") or r.get("file_id") for r in item.get("results") or []]
+    found += [s.get("url") for s in action.get("sources") or []]
+    if any(found):
+        lines.append("Found: " + ", ".join(f for f in found if f))
+    if action.get("type") == "open_page" and action.get("url"):
+        lines.append(f"Opened: {action['url']}")
+    if lines:
+        parts.append(("text", "\n".join(lines)))
+    return parts
 
 
-def _citation(annotation: dict[str, Any]) -> list[StreamEvent]:
+def _citation(annotation: dict[str, Any], written: int) -> list[StreamEvent]:
+    """A citation event. It may come a few deltas after the text it belongs to: ``back``
+    says how many characters before the end of the text so far it goes."""
     kind = annotation.get("type")
+    # file_citation: `index` is where it goes; file_path: `index` is not a text position.
+    at = annotation.get("index") if kind == "file_citation" else annotation.get("end_index")
+    extra = {"back": written - at} if isinstance(at, int) and 0 <= at < written else {}
     if kind == "url_citation":
         url = annotation.get("url", "")
-        return [StreamEvent("citation", annotation.get("title") or url, url=url)]
+        return [StreamEvent("citation", annotation.get("title") or url, url=url, extra=extra)]
     if kind in ("file_citation", "container_file_citation", "file_path"):
         name = annotation.get("filename") or annotation.get("file_id") or "file"
-        return [StreamEvent("citation", name, url=f"file:{name}")]
+        return [StreamEvent("citation", name, url=f"file:{name}", extra=extra)]
     return []
 
 
@@ -181,6 +205,8 @@ class ResponsesBackend(Backend):
             }
             if tools:
                 params["tools"] = tools
+            if any(t["type"] == "code_interpreter" for t in tools):
+                params["include"] = ["code_interpreter_call.outputs"]  # logs and images are left out otherwise
             if self.config.temperature is not None:
                 params["temperature"] = self.config.temperature
             if conv.conversation_id:
