@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from .sse import Api, RawEvent, frame_raw
+from .sse import Api, RawEvent, frame, frame_raw
 
 
 class StreamDropped(Exception):
@@ -49,6 +49,12 @@ class Script:
     stall: float = 0.0
     raw_tail: bytes = b""
     """Bytes sent after the events as they are (corrupt frames, odd framing)."""
+    inject: dict[int, bytes] = field(default_factory=dict)
+    """Bytes sent as they are just before event N (an extra corrupt or empty frame mid-stream)."""
+    corrupt_at: frozenset[int] = frozenset()
+    """Events sent with their JSON cut in half, so their ``data`` is not valid JSON."""
+    stall_headers: float = 0.0
+    """Seconds of silence before the response starts (status and headers included)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,8 @@ class Reply:
     body: Any = None
     stream: AsyncIterator[bytes] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    """Seconds to wait before answering at all."""
 
 
 @dataclass
@@ -175,9 +183,12 @@ class FakeOpenAI:
         parts = path.strip("/").split("/")
         body = body if isinstance(body, dict) else {}
         try:
-            return await self._route(method, parts, body)
+            reply = await self._route(method, parts, body)
         except KeyError as exc:
             return _error(400, f"Missing field {exc}.", "missing_field")
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        return reply
 
     async def _route(self, method: str, parts: list[str], body: dict[str, Any]) -> Reply:
         n = len(parts)
@@ -306,11 +317,11 @@ class FakeOpenAI:
         script = self.source(TurnRequest(api, chain.user, chain.turn, chain.stream, body))
         if script.status != 200:
             error = script.error or {"message": "Error.", "type": "server_error", "code": None}
-            return Reply(script.status, {"error": error}, headers=script.headers)
+            return Reply(script.status, {"error": error}, headers=script.headers, delay=script.stall_headers)
         if api == "responses":
             script = self._fresh_response_ids(script, chain)
         headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", **script.headers}
-        return Reply(200, stream=self._paced(script, chain.started), headers=headers)
+        return Reply(200, stream=self._paced(script, chain.started), headers=headers, delay=script.stall_headers)
 
     def _fresh_response_ids(self, script: Script, chain: _Chain) -> Script:
         """Give each served response a new id and remember its conversation, so
@@ -333,11 +344,23 @@ class FakeOpenAI:
                 raise StreamDropped
             if script.stall_after is not None and n == script.stall_after:
                 await asyncio.sleep(script.stall)
+            if n in script.inject:
+                yield script.inject[n]
             if speed > 0:
                 delay = started + t / speed - self.clock()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            yield frame_raw(raw)
+            elif n % 64 == 63:
+                # Speed 0 never waits: yield to the loop now and then, or an in-process
+                # replay would hold it (every other session, and this turn's UI) until its end.
+                await asyncio.sleep(0)
+            if n in script.corrupt_at:
+                data = raw.data if isinstance(raw.data, str) else json.dumps(raw.data, separators=(",", ":"))
+                yield frame(raw.event, data[: len(data) // 2])
+            else:
+                yield frame_raw(raw)
+        if len(script.events) in script.inject:
+            yield script.inject[len(script.events)]
         if script.raw_tail:
             yield script.raw_tail
         if script.drop_after is not None:
