@@ -279,26 +279,14 @@ class ChatSession:
         """Feed ``transcript`` and yield whenever the UI should show it (coalesced)."""
         position = sum(1 for m in history if m.get("role") == "user")
         self.last_status = None
-        if not message.strip():
-            transcript.handle_event(ev.notice("Type a message first."))
+        answer = self._answer_locally(message, position)
+        if answer is not None:  # nothing to ask the API: say so in the chat
+            transcript.handle_event(answer)
             transcript.handle_event(ev.turn_end("completed"))
+            self.last_status = "completed"
             yield None
             return
-        if not self.runtime.live:
-            if self.recording_name is None:
-                transcript.handle_event(ev.notice("There is no recording to replay, and no OPENAI_API_KEY is set."))
-                transcript.handle_event(ev.turn_end("completed"))
-                yield None
-                return
-            backend = self.backend
-            assert self.player is not None
-            if self.player.match(message, position) is None:
-                transcript.handle_event(ev.text(self.player.unmatched_text(message)))
-                transcript.handle_event(ev.turn_end("completed"))
-                yield None
-                return
-        else:
-            backend = self.backend
+        backend = self.backend
         recorder = self._recorder()
         if recorder is not None:
             recorder.begin_turn(message)
@@ -348,8 +336,29 @@ class ChatSession:
             self.last_status = transcript.status
             if recorder is not None:
                 recorder.end_turn(transcript.status or "cancelled")
-            if not ended:
+            if not ended or transcript.status == "interrupted":
+                # Stopped, or the stream broke: the remote run may still be going.
                 self.runtime.background(self._cancel_remote(backend))
+
+    def _answer_locally(self, message: str, position: int) -> StreamEvent | None:
+        """The reply for a message no API should see: an empty one, or (replay) one no
+        recorded turn answers — never someone else's answer."""
+        if not message.strip():
+            return ev.notice("Type a message first.")
+        if self.runtime.live:
+            return None
+        if self.recording_name is None:
+            return ev.notice("There is no recording to replay, and no OPENAI_API_KEY is set.")
+        player = self._loaded_player()
+        if player.match(message, position) is None:
+            return ev.text(player.unmatched_text(message))
+        return None
+
+    def _loaded_player(self) -> Player:
+        if self._replay_backend is None:
+            self._replay_backend = self._make_replay_backend()
+        assert self.player is not None
+        return self.player
 
     async def _pump(
         self,

@@ -441,3 +441,25 @@ async def test_ui_updates_are_coalesced(api: str, fake: Fake, live_runtime: Call
     every = await run_turn(live_runtime(api, coalesce=0.0).new_session(), "hi")
     assert every[-1] == text
     assert len(every) >= len(deltas)
+
+
+async def test_a_broken_assistants_stream_cancels_its_run(fake: Fake, live_runtime: Callable[..., Runtime]) -> None:
+    """A stream that breaks mid-run leaves the run active on the server; without a
+    cancel, the thread's next message would be refused while that run is going."""
+    deltas = synth.split_text("Half an answer, then the connection goes.", 4)
+    fake.push(Script(events=stream("assistants", deltas, run_id="run_broken"), drop_after=8))
+    runtime = live_runtime("assistants")
+    session = runtime.new_session()
+    await run_turn(session, "hi")
+    assert session.last_status == "interrupted"
+    await runtime.shutdown()  # waits for the background cancel
+    thread_id = session.conv.thread_id
+    assert [r.path for r in fake.core.requests("POST", "/cancel")] == [f"/threads/{thread_id}/runs/run_broken/cancel"]
+
+
+async def test_a_completed_assistants_run_is_not_cancelled(fake: Fake, live_runtime: Callable[..., Runtime]) -> None:
+    runtime = live_runtime("assistants")
+    session = runtime.new_session()
+    assert (await run_turn(session, "hi"))[-1] == "Echo: hi"
+    await runtime.shutdown()
+    assert fake.core.requests("POST", "/cancel") == []

@@ -300,7 +300,8 @@ class AssistantsBackend(Backend):
                 if adapter.run_id and conv.run_id != adapter.run_id:
                     conv.run_id = adapter.run_id
             if adapter.status != "completed" or not adapter.calls:
-                conv.run_id = None
+                if adapter.status is not None:  # the run ended; else it may still be active: Stop/cleanup cancels it
+                    conv.run_id = None
                 yield ev.turn_end(adapter.status or "interrupted", adapter.message)
                 return
             if round_ == ctx.max_rounds:
