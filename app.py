@@ -7,6 +7,7 @@ recordings. `python app.py --help` lists every flag and environment variable.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 from streamchat.config import ConfigError
@@ -37,6 +38,11 @@ if __name__ == "__main__":
 
         sys.exit(run_cli(runtime))
     runtime.run_outside("start")
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # hosts (Spaces, systemd) stop with SIGTERM: clean up as on Ctrl-C
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         demo.launch()
     finally:

@@ -5,7 +5,9 @@ assistant it created are deleted on exit, Ctrl-C included."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import threading
 from typing import Any, TextIO
 
 from .session import ChatSession, Runtime
@@ -42,40 +44,79 @@ class _Printer:
         self.out.flush()
 
 
+CLEANUP_TIMEOUT = 15.0
+"""Seconds the exit may spend deleting the remote thread and assistant."""
+
+
+class _Lines:
+    """Lines typed on ``stdin``, read by a daemon thread: a blocked ``readline`` must
+    not keep the program alive after Ctrl-C or ``q`` (``asyncio.to_thread`` would: the
+    loop waits for its executor's threads before it exits)."""
+
+    def __init__(self, stdin: TextIO) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        threading.Thread(target=self._read, args=(stdin,), daemon=True, name="cli-stdin").start()
+
+    def _read(self, stdin: TextIO) -> None:
+        while True:
+            try:
+                line = stdin.readline()
+            except (OSError, ValueError):
+                line = ""
+            with contextlib.suppress(RuntimeError):  # the loop is gone: we are exiting
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, line)
+            if not line:
+                return
+
+    async def get(self) -> str:
+        """The next line with its newline; ``""`` at end of input."""
+        return await self._queue.get()
+
+
 async def _turn(session: ChatSession, message: str, history: list[dict[str, Any]], out: TextIO) -> str:
     transcript = Transcript()
     printer = _Printer(out)
-    async for _ in session.turn_events(message, history, transcript):
-        printer.update(transcript.snapshot())
-    printer.update(transcript.snapshot(), final=True)
-    out.write("\n\n")
-    out.flush()
+    try:
+        async for _ in session.turn_events(message, history, transcript):
+            printer.update(transcript.snapshot())
+    finally:
+        # Also on Ctrl-C: the turn's own cleanup has marked the answer as stopped.
+        printer.update(transcript.snapshot(), final=True)
+        out.write("\n\n")
+        out.flush()
     return transcript.text
 
 
 async def chat_loop(runtime: Runtime, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
-    await runtime.start()
-    session = runtime.new_session()
-    runtime.sessions["cli"] = session
-    history: list[dict[str, Any]] = []
-    if not runtime.live and session.recording_name and runtime.library is not None:
-        prompts = runtime.library.load(session.recording_name).prompts
-        out.write(f"Replaying “{session.recording_name}” (no OPENAI_API_KEY). Try: {' | '.join(dict.fromkeys(prompts))}\n")
-    out.write("Type a message, or q to quit.\n")
+    """Chat until ``q``, end of input or Ctrl-C; then delete what was created remotely
+    (the session's thread or conversation, and an assistant the app made)."""
+    lines = _Lines(stdin)
     try:
+        await runtime.start()
+        session = runtime.new_session()
+        runtime.sessions["cli"] = session
+        history: list[dict[str, Any]] = []
+        if not runtime.live and session.recording_name and runtime.library is not None:
+            prompts = runtime.library.load(session.recording_name).prompts
+            out.write(f"Replaying “{session.recording_name}” (no OPENAI_API_KEY). Try: {' | '.join(dict.fromkeys(prompts))}\n")
+        out.write("Type a message, or q to quit.\n")
         while True:
             out.write("> ")
             out.flush()
-            line = await asyncio.to_thread(stdin.readline)
+            line = await lines.get()
             if not line or line.strip() == "q":
                 break
-            message = line.rstrip("\n")
+            message = line.rstrip("\r\n")
             if not message.strip():
                 continue
             answer = await _turn(session, message, history, out)
             history += [{"role": "user", "content": message}, {"role": "assistant", "content": answer}]
     finally:
-        await runtime.shutdown()
+        try:
+            await asyncio.wait_for(runtime.shutdown(), CLEANUP_TIMEOUT)
+        except TimeoutError:
+            print("warning: could not finish deleting the remote thread and assistant", file=sys.stderr)
 
 
 def run_cli(runtime: Runtime) -> int:

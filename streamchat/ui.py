@@ -3,27 +3,40 @@
 Per-tab state (``SessionSlot`` in a ``gr.State``) holds the tab's ``ChatSession``; the
 ``Runtime`` only indexes sessions by Gradio session hash so a closed tab can end its
 own thread or conversation.
+
+Live, a session can pause its own recording and download it; the download is a copy of
+that session's own file, made by the server, so no path from the browser ever reaches
+the disk.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import shutil
+import tempfile
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.context import LocalContext
 
 from .session import ChatSession, Runtime
+from .spaces import on_space, start_dataset_sync
+from .transcript import Transcript
 
 log = logging.getLogger("streamchat")
 
 CONCURRENCY_LIMIT = 128
 """Streams served at once (Gradio's default of 1 would queue every second user)."""
 
-CSS = """
-.streamchat-banner p { margin: 0; }
-"""
+RECORD_OFF = "Off: start the app with --record, or set STREAMCHAT_RECORD."
+RECORD_OFF_SPACE = "Off on this Space: its owner can allow it with the STREAMCHAT_RECORD variable."
+DOWNLOAD_WAIT = 30.0
+"""Seconds the download button waits for a running turn before offering the file as is."""
 
 
 class SessionSlot:
@@ -31,19 +44,116 @@ class SessionSlot:
 
     def __init__(self) -> None:
         self.session: ChatSession | None = None
+        self.recorded: Path | None = None
+        """The file this tab's session recorded to last (what the download offers)."""
+        self.offered: tuple[Path, int] | None = None
+        self.downloads: Path | None = None
+        """A private temporary folder for the copies this tab downloads."""
+        self.idle = asyncio.Event()
+        """Set while no turn of this tab runs."""
+        self.idle.set()
+        self.stop = asyncio.Event()
+        """Set by the Stop button: the running turn ends, marked as stopped."""
 
     def get(self, runtime: Runtime) -> ChatSession:
         if self.session is None:
             self.session = runtime.new_session()
         return self.session
 
+    def cleanup(self) -> None:
+        if self.downloads is not None:
+            shutil.rmtree(self.downloads, ignore_errors=True)
+            self.downloads = None
+
+
+def session_file(runtime: Runtime, slot: SessionSlot) -> Path | None:
+    """The recording this tab's session writes, if it is a plain file directly in the
+    record folder: the only file the download button ever serves."""
+    folder = runtime.settings.record_dir
+    session = slot.session
+    if folder is None or session is None:
+        return None
+    if session.recorder is not None:
+        slot.recorded = session.recorder.path
+    path = slot.recorded
+    if path is None or path.is_symlink() or not path.is_file():
+        return None
+    return path if path.resolve().parent == folder.resolve() else None
+
+
+def download_copy(slot: SessionSlot, path: Path) -> tuple[Path, int]:
+    """A copy of ``path`` in the tab's own temporary folder, cut after its last complete
+    line (a turn may be writing), for Gradio to serve; and how many turns it holds."""
+    if slot.downloads is None:
+        slot.downloads = Path(tempfile.mkdtemp(prefix="streamchat-download-"))
+    data = path.read_bytes()
+    data = data[: data.rfind(b"\n") + 1]
+    copy = slot.downloads / path.name
+    copy.write_bytes(data)
+    return copy, data.count(b'{"kind":"turn"')
+
+
+async def run_turn(
+    session: ChatSession, slot: SessionSlot, message: str, history: list[dict[str, Any]]
+) -> AsyncIterator[str | list[dict[str, Any]]]:
+    """``session.turn``, with Stop ending the turn from inside: its last value (the
+    partial answer and the "⏹ Stopped" line) is yielded like any other, so the chat and
+    the history the next turn starts from both keep it."""
+    transcript = Transcript(clock=time.monotonic)
+    updates = session.turn_events(message, history, transcript)
+    slot.idle.clear()
+    slot.stop.clear()
+    stop = asyncio.ensure_future(slot.stop.wait())
+    step: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(updates))
+            await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():  # Stop: the turn's own cleanup marks it as cancelled
+                await _cancel(step)
+                yield transcript.value()
+                return
+            if step.exception() is not None:
+                with contextlib.suppress(StopAsyncIteration):
+                    step.result()
+                return
+            yield transcript.value()
+    finally:
+        stop.cancel()
+        if step is not None and not step.done():
+            await _cancel(step)
+        await updates.aclose()
+        slot.idle.set()
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait for it to end; only our own cancellation propagates."""
+    task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved: the turn's end is reported through the transcript
+
+
+def graceful_stop(demo: gr.Blocks, chat: gr.ChatInterface) -> None:
+    """Let Stop end the turn from inside (``run_turn``) rather than have Gradio cancel
+    it: a cancelled event never sends its last value, and ChatInterface then saves the
+    history from whatever the page showed, racing any handler that marks the answer.
+    Closing the tab still cancels the turn."""
+    for fn in demo.fns.values():
+        if fn.fn is None and fn.cancels and (chat.textbox._id, "stop") in fn.targets:
+            fn.cancels = []
+
 
 def banner_text(runtime: Runtime, session: ChatSession | None = None) -> str:
     settings = runtime.settings
     if runtime.live:
         parts = [f"🟢 **Live** · backend `{runtime.config.backend}` · model `{runtime.config.model}`"]
-        if settings.record_dir is not None:
-            parts.append(f"recording to `{settings.record_dir.name}/`")
+        if settings.record_dir is None:
+            parts.append("recording off")
+        elif session is not None and not session.record:
+            parts.append("recording paused for this chat")
+        else:
+            parts.append(f"🔴 recording this chat to `{settings.record_dir.name}/`")
         return " · ".join(parts)
     name = session.recording_name if session else (runtime.recordings[0] if runtime.recordings else None)
     if name is None or runtime.library is None:
@@ -69,17 +179,28 @@ def _examples(runtime: Runtime, name: str | None) -> list[str]:
 
 
 def build_demo(runtime: Runtime) -> gr.Blocks:
+    """The app as served; also starts the optional dataset upload of recordings."""
     config = runtime.config
+    try:
+        start_dataset_sync(runtime)
+    except Exception as exc:  # the chat works without it
+        log.warning("could not start the dataset upload of recordings: %s", exc)
     first = runtime.recordings[0] if runtime.recordings else None
 
     def discard(slot: SessionSlot) -> None:
+        slot.cleanup()
         if slot.session is not None:
             runtime.discard(slot.session)
 
     async def respond(message: str, history: list[dict[str, Any]], slot: SessionSlot) -> AsyncIterator[Any]:
         session = slot.get(runtime)
         runtime.loop = asyncio.get_running_loop()
-        async for value in session.turn(message, history):
+        # ChatInterface does not pass gr.Request to its fn; Gradio's request context
+        # gives the session hash, so API clients' sessions end on unload too.
+        request = LocalContext.request.get(None)
+        if request is not None and request.session_hash:
+            runtime.sessions[request.session_hash] = session
+        async for value in run_turn(session, slot, message, history):
             yield value
 
     async def on_load(slot: SessionSlot, request: gr.Request) -> None:
@@ -95,24 +216,29 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
     async def on_clear(slot: SessionSlot) -> None:
         await slot.get(runtime).reset()
 
-    def on_stop(history: list[dict[str, Any]], slot: SessionSlot) -> Any:
-        session = slot.get(runtime)
-        if not (session.busy or session.last_status == "cancelled"):
-            return gr.skip()
-        if history and history[-1].get("metadata", {}) and "Stopped" in str(history[-1]["metadata"].get("title", "")):
-            return gr.skip()
-        marker = {
-            "role": "assistant",
-            "content": "",
-            "metadata": {"title": "⏹ Stopped: the answer above is incomplete.", "status": "done"},
-        }
-        return [*history, marker]
+    async def on_stop(slot: SessionSlot) -> None:  # async: on the loop the turn's events live on
+        if not slot.idle.is_set():
+            slot.stop.set()
 
     with gr.Blocks(title=config.ui.title, fill_height=True) as demo:
         slot = gr.State(SessionSlot, delete_callback=discard)
         banner = gr.Markdown(banner_text(runtime), elem_classes="streamchat-banner", elem_id="mode-banner")
-        picker = speed = None
-        if not runtime.live and len(runtime.recordings) > 0:
+        picker = speed = record = download = None
+        if runtime.live:
+            with gr.Row(equal_height=True):
+                allowed = runtime.settings.record_dir is not None
+                record = gr.Checkbox(
+                    value=allowed,
+                    label="Record this chat",
+                    info=None if allowed else RECORD_OFF_SPACE if on_space() else RECORD_OFF,
+                    interactive=allowed,
+                    elem_id="record-toggle",
+                    scale=3,
+                )
+                download = gr.DownloadButton(
+                    "Download recording", visible=False, elem_id="download-recording", size="md", scale=1, min_width=240
+                )
+        elif len(runtime.recordings) > 0:
             with gr.Row(equal_height=True):
                 picker = gr.Dropdown(
                     choices=runtime.recordings, value=first, label="Recording", elem_id="recording-picker", scale=3
@@ -140,7 +266,34 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         demo.load(on_load, [slot], None, api_visibility="private")
         demo.unload(on_unload)
         chat.chatbot.clear(on_clear, [slot], None, api_visibility="private")
-        chat.textbox.stop(on_stop, [chat.chatbot, slot], [chat.chatbot], api_visibility="private")
+        graceful_stop(demo, chat)
+        chat.textbox.stop(on_stop, [slot], None, api_visibility="private", queue=False)
+
+        if record is not None and download is not None:
+
+            def on_record(value: bool, slot: SessionSlot) -> str:
+                session = slot.get(runtime)
+                session.record = bool(value) and runtime.settings.record_dir is not None
+                return banner_text(runtime, session)
+
+            async def refresh_download(slot: SessionSlot) -> Any:
+                """Offer the session's file as it is once the running turn has ended
+                (the chatbot changes all along a turn; later calls wait, then skip)."""
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(slot.idle.wait(), DOWNLOAD_WAIT)
+                path = session_file(runtime, slot)
+                if path is None:
+                    return gr.skip()
+                size = path.stat().st_size
+                if slot.offered == (path, size):
+                    return gr.skip()
+                slot.offered = (path, size)
+                copy, turns = download_copy(slot, path)
+                label = f"Download recording ({turns} turn{'' if turns == 1 else 's'})"
+                return gr.DownloadButton(label=label, value=str(copy), visible=True)
+
+            record.change(on_record, [record, slot], [banner], api_visibility="private")
+            chat.chatbot.change(refresh_download, [slot], [download], api_visibility="private", trigger_mode="always_last")
 
         if picker is not None and speed is not None:
 
