@@ -9,9 +9,7 @@ The output is deterministic: tests regenerate it and compare with the files.
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,61 +17,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from streamchat import synth  # noqa: E402
-from streamchat.recording import FORMAT, VERSION  # noqa: E402
-from streamchat.sse import RawEvent  # noqa: E402
 from streamchat.tools import format_result, load_handler  # noqa: E402
 
 CREATED = "2026-11-25T00:00:00Z"
 MODEL = "gpt-5-mini"
 
 
-@dataclass
-class Turn:
-    user: str
-    streams: list[list[tuple[float, RawEvent]]]
-    status: str = "completed"
-    tool_outputs: list[tuple[str, str, float]] = field(default_factory=list)
-    """``(call_id, output, t)``: each is written before the first stream that starts after it."""
+Turn = synth.SynthTurn
 
 
 def lines(api: str, title: str, description: str, turns: list[Turn]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [
-        {
-            "kind": "header",
-            "format": FORMAT,
-            "version": VERSION,
-            "api": api,
-            "model": MODEL,
-            "config_sha256": None,
-            "created": CREATED,
-            "app_version": "synthetic",
-            "source": "synthetic",
-            "title": title,
-            "description": description,
-        }
-    ]
-    for n, turn in enumerate(turns):
-        out.append({"kind": "turn", "turn": n, "user": turn.user})
-        outputs = sorted(turn.tool_outputs, key=lambda o: o[2])
-        end = 0.0
-        for s, stream in enumerate(turn.streams):
-            for t, raw in stream:
-                line: dict[str, Any] = {"kind": "event", "turn": n, "stream": s, "t": t}
-                if raw.event is not None:
-                    line["event"] = raw.event
-                line["data"] = raw.data
-                out.append(line)
-                end = max(end, t)
-            if s + 1 < len(turn.streams):
-                # the tool outputs of this round: after stream s, before stream s+1
-                next_start = turn.streams[s + 1][0][0] if turn.streams[s + 1] else float("inf")
-                while outputs and outputs[0][2] <= next_start:
-                    call_id, output, t = outputs.pop(0)
-                    out.append({"kind": "tool_output", "turn": n, "t": t, "call_id": call_id, "output": output})
-        assert not outputs, f"turn {n}: a tool output is timed after the turn's last stream started"
-        if turn.status is not None:
-            out.append({"kind": "end", "turn": n, "t": round(end + 0.001, 4), "status": turn.status})
-    return out
+    return synth.recording_lines(api, turns, title=title, description=description, model=MODEL, created=CREATED)
 
 
 def text_turn(api: str, user: str, answer: str, *, seed: int, start: float = 0.0, size: int = 4, **kw: Any) -> Turn:
@@ -447,8 +401,7 @@ def write(out_dir: Path) -> list[Path]:
     written = []
     for name, objs in build().items():
         path = out_dir / f"{name}.jsonl"
-        text = "".join(json.dumps(o, ensure_ascii=False, separators=(",", ":")) + "\n" for o in objs)
-        path.write_text(text, encoding="utf-8")
+        path.write_text(synth.dump_lines(objs), encoding="utf-8")
         written.append(path)
     return written
 

@@ -9,6 +9,7 @@ gives them offsets.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -646,3 +647,76 @@ def _is_delta(raw: RawEvent) -> bool:
     return any(
         (c.get("delta") or {}).get("content") or (c.get("delta") or {}).get("tool_calls") for c in data.get("choices") or []
     )
+
+
+# -- whole recordings -------------------------------------------------------------
+
+
+@dataclass
+class SynthTurn:
+    """One made-up turn of a recording: the user's message and the turn's streams."""
+
+    user: str
+    streams: list[list[tuple[float, RawEvent]]]
+    status: str | None = "completed"
+    """The end object's status; None writes no end object (a cut-off turn)."""
+    tool_outputs: list[tuple[str, str, float]] = field(default_factory=list)
+    """``(call_id, output, t)``: each is written before the first stream that starts after it."""
+
+
+def recording_lines(
+    api: str,
+    turns: Sequence[SynthTurn],
+    *,
+    title: str,
+    description: str | None = None,
+    model: str = "gpt-5-mini",
+    created: str = "2026-11-25T00:00:00Z",
+) -> list[dict[str, Any]]:
+    """A whole synthetic recording as JSON objects (docs/recording-format.md), its
+    header saying ``source: synthetic``."""
+    from .recording import FORMAT, VERSION
+
+    head: dict[str, Any] = {
+        "kind": "header",
+        "format": FORMAT,
+        "version": VERSION,
+        "api": api,
+        "model": model,
+        "config_sha256": None,
+        "created": created,
+        "app_version": "synthetic",
+        "source": "synthetic",
+        "title": title,
+    }
+    if description is not None:
+        head["description"] = description
+    out: list[dict[str, Any]] = [head]
+    for n, turn in enumerate(turns):
+        out.append({"kind": "turn", "turn": n, "user": turn.user})
+        outputs = sorted(turn.tool_outputs, key=lambda o: o[2])
+        end = 0.0
+        for s, stream in enumerate(turn.streams):
+            for t, raw in stream:
+                line: dict[str, Any] = {"kind": "event", "turn": n, "stream": s, "t": t}
+                if raw.event is not None:
+                    line["event"] = raw.event
+                line["data"] = raw.data
+                out.append(line)
+                end = max(end, t)
+            if s + 1 < len(turn.streams):
+                # the tool outputs of this round: after stream s, before stream s+1
+                next_start = turn.streams[s + 1][0][0] if turn.streams[s + 1] else float("inf")
+                while outputs and outputs[0][2] <= next_start:
+                    call_id, output, t = outputs.pop(0)
+                    out.append({"kind": "tool_output", "turn": n, "t": t, "call_id": call_id, "output": output})
+        if outputs:
+            raise ValueError(f"turn {n}: a tool output is timed after the turn's last stream started")
+        if turn.status is not None:
+            out.append({"kind": "end", "turn": n, "t": round(end + 0.001, 4), "status": turn.status})
+    return out
+
+
+def dump_lines(objs: Sequence[dict[str, Any]]) -> str:
+    """The recording's text: one compact JSON object a line."""
+    return "".join(json.dumps(o, ensure_ascii=False, separators=(",", ":")) + "\n" for o in objs)

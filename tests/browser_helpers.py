@@ -5,7 +5,6 @@ them with ``streamchat.synth`` (long enough, and paced, to watch them stream).""
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import queue
 import socket
@@ -13,15 +12,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streamchat import synth
-from streamchat.recording import FORMAT, VERSION
-from streamchat.sse import RawEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -155,44 +151,12 @@ PER_DELTA = 0.03
 """Seconds between deltas at speed 1: LONG_ANSWER (~110 deltas) takes about 3.5 s."""
 
 
-@dataclass
-class Turn:
-    user: str
-    streams: list[list[tuple[float, RawEvent]]]
-    tool_outputs: list[tuple[str, str, float]] = field(default_factory=list)
+Turn = synth.SynthTurn
 
 
 def recording_lines(api: str, title: str, turns: list[Turn]) -> list[dict[str, Any]]:
     """A whole recording as JSON objects (see docs/recording-format.md)."""
-    out: list[dict[str, Any]] = [
-        {
-            "kind": "header",
-            "format": FORMAT,
-            "version": VERSION,
-            "api": api,
-            "model": "gpt-5-mini",
-            "config_sha256": None,
-            "created": "2026-11-25T00:00:00Z",
-            "app_version": "synthetic",
-            "source": "synthetic",
-            "title": title,
-        }
-    ]
-    for n, turn in enumerate(turns):
-        out.append({"kind": "turn", "turn": n, "user": turn.user})
-        end = 0.0
-        for s, stream in enumerate(turn.streams):
-            for t, raw in stream:
-                line: dict[str, Any] = {"kind": "event", "turn": n, "stream": s, "t": t}
-                if raw.event is not None:
-                    line["event"] = raw.event
-                out.append({**line, "data": raw.data})
-                end = max(end, t)
-            if s == 0:
-                for call_id, output, t in turn.tool_outputs:
-                    out.append({"kind": "tool_output", "turn": n, "t": t, "call_id": call_id, "output": output})
-        out.append({"kind": "end", "turn": n, "t": round(end + 0.001, 4), "status": "completed"})
-    return out
+    return synth.recording_lines(api, turns, title=title)
 
 
 def _text_turn(user: str, answer: str, seed: int, size: int = 6) -> Turn:
@@ -234,6 +198,6 @@ def write_ui_recordings(folder: Path) -> dict[str, Path]:
     out = {}
     for name, objs in files.items():
         path = folder / f"{name}.jsonl"
-        path.write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objs), encoding="utf-8")
+        path.write_text(synth.dump_lines(objs), encoding="utf-8")
         out[name] = path
     return out
