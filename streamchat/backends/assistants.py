@@ -16,7 +16,7 @@ from typing import Any
 from .. import events as ev
 from ..events import StreamEvent, TurnStatus
 from ..sse import RawEvent
-from .base import Adapter, Backend, Conversation, ToolCall, TurnContext, error_message, raw_events
+from .base import Adapter, Backend, Conversation, ToolCall, TurnContext, error_message, raw_events, round_limit, run_calls
 
 _RUN_END: dict[str, TurnStatus] = {
     "thread.run.completed": "completed",
@@ -306,16 +306,14 @@ class AssistantsBackend(Backend):
                 return
             if round_ == ctx.max_rounds:
                 break
-            outputs: list[Any] = []
-            for call in adapter.calls:
-                output = await ctx.run_tool(call)
-                ctx.tap.tool_output(call.call_id, output)
-                yield StreamEvent("tool_output", output, call_id=call.call_id)
-                outputs.append({"tool_call_id": call.call_id, "output": output})
+            results: list[tuple[ToolCall, str]] = []
+            async for event in run_calls(adapter.calls, ctx, results):
+                yield event
+            outputs: list[Any] = [{"tool_call_id": c.call_id, "output": out} for c, out in results]
             run_id = conv.run_id or adapter.run_id or ""
             request = threads.runs.with_streaming_response.submit_tool_outputs(
                 run_id, thread_id=thread_id, tool_outputs=outputs, stream=True
             )
-        await self.cancel(conv)
-        yield ev.notice(f"Stopped after {ctx.max_rounds} rounds of tool calls.")
-        yield ev.turn_end("incomplete", f"The tool loop hit its limit of {ctx.max_rounds} rounds.")
+        await self.cancel(conv)  # the run waits for outputs that will not come
+        for event in round_limit(ctx):
+            yield event

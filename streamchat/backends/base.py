@@ -167,6 +167,24 @@ async def raw_events(request: Any, tap: Tap) -> AsyncIterator[RawEvent]:
             yield raw
 
 
+async def run_calls(calls: list[ToolCall], ctx: TurnContext, results: list[tuple[ToolCall, str]]) -> AsyncIterator[StreamEvent]:
+    """Run a round of function calls: each output goes to the tap (recorded), to
+    ``results`` (for the driver's next request) and to the UI, in the calls' order."""
+    for call in calls:
+        output = await ctx.run_tool(call)
+        ctx.tap.tool_output(call.call_id, output)
+        results.append((call, output))
+        yield StreamEvent("tool_output", output, call_id=call.call_id)
+
+
+def round_limit(ctx: TurnContext) -> list[StreamEvent]:
+    """How a turn ends when the model keeps asking for tools past ``max_rounds``."""
+    return [
+        StreamEvent("notice", f"Stopped after {ctx.max_rounds} rounds of tool calls."),
+        StreamEvent("turn_end", f"The tool loop hit its limit of {ctx.max_rounds} rounds.", status="incomplete"),
+    ]
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 

@@ -14,7 +14,7 @@ from typing import Any
 from .. import events as ev
 from ..events import StreamEvent, TurnStatus
 from ..sse import RawEvent
-from .base import Adapter, Backend, Conversation, ToolCall, TurnContext, error_message, raw_events
+from .base import Adapter, Backend, Conversation, ToolCall, TurnContext, error_message, raw_events, round_limit, run_calls
 
 _FINISH: dict[str, TurnStatus] = {
     "stop": "completed",
@@ -166,10 +166,9 @@ class ChatBackend(Backend):
                     ],
                 }
             )
-            for call in adapter.calls:
-                output = await ctx.run_tool(call)
-                ctx.tap.tool_output(call.call_id, output)
-                yield StreamEvent("tool_output", output, call_id=call.call_id)
-                messages.append({"role": "tool", "tool_call_id": call.call_id, "content": output})
-        yield ev.notice(f"Stopped after {ctx.max_rounds} rounds of tool calls.")
-        yield ev.turn_end("incomplete", f"The tool loop hit its limit of {ctx.max_rounds} rounds.")
+            results: list[tuple[ToolCall, str]] = []
+            async for event in run_calls(adapter.calls, ctx, results):
+                yield event
+            messages += [{"role": "tool", "tool_call_id": c.call_id, "content": out} for c, out in results]
+        for event in round_limit(ctx):
+            yield event

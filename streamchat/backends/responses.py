@@ -17,7 +17,7 @@ from .. import events as ev
 from ..config import Config
 from ..events import StreamEvent
 from ..sse import RawEvent
-from .base import Adapter, Backend, Conversation, ToolCall, TurnContext, error_message, raw_events
+from .base import Adapter, Backend, Conversation, ToolCall, TurnContext, error_message, raw_events, round_limit, run_calls
 
 _BUILTIN_CALLS = {
     "code_interpreter_call": "code_interpreter",
@@ -224,11 +224,9 @@ class ResponsesBackend(Backend):
                 return
             if round_ == ctx.max_rounds:
                 break
-            request_input = []
-            for call in adapter.calls:
-                output = await ctx.run_tool(call)
-                ctx.tap.tool_output(call.call_id, output)
-                yield StreamEvent("tool_output", output, call_id=call.call_id)
-                request_input.append({"type": "function_call_output", "call_id": call.call_id, "output": output})
-        yield ev.notice(f"Stopped after {ctx.max_rounds} rounds of tool calls.")
-        yield ev.turn_end("incomplete", f"The tool loop hit its limit of {ctx.max_rounds} rounds.")
+            results: list[tuple[ToolCall, str]] = []
+            async for event in run_calls(adapter.calls, ctx, results):
+                yield event
+            request_input = [{"type": "function_call_output", "call_id": c.call_id, "output": out} for c, out in results]
+        for event in round_limit(ctx):
+            yield event
