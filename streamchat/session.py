@@ -165,8 +165,12 @@ class Runtime:
         asyncio.run(go())
 
     async def shutdown(self) -> None:
-        if self._background:  # pending run cancels first: closing a session forgets its ids
-            await asyncio.gather(*self._background, return_exceptions=True)
+        # Pending run cancels first (closing a session forgets its ids); only this loop's:
+        # after Gradio's loop has stopped, its tasks can no longer be awaited.
+        loop = asyncio.get_running_loop()
+        pending = [task for task in self._background if task.get_loop() is loop]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
         for session in list(self.sessions.values()):
             with contextlib.suppress(Exception):
                 await session.close()
