@@ -44,6 +44,8 @@ if __name__ == "__main__":
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        demo.launch()
+        # Gradio's queue runs at most `max_threads` events at once (default 40), whatever
+        # the concurrency limits say: without this, stream 41 waits for one of 40 to end.
+        demo.launch(max_threads=CONCURRENCY_LIMIT)
     finally:
         runtime.run_outside("shutdown")

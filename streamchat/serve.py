@@ -156,11 +156,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve_in_thread(core: FakeOpenAI, *, port: int = 0) -> RunningServer:
-    """Serve ``core`` on 127.0.0.1 from a background thread (tests, and replay in apps
-    that want a real socket); returns once it accepts connections."""
+def serve_in_thread(core: FakeOpenAI, *, port: int = 0, app: Any = None) -> RunningServer:
+    """Serve ``core`` (or an ASGI ``app`` wrapping it) on 127.0.0.1 from a background
+    thread; returns once it accepts connections."""
     port = port or _free_port()
-    config = uvicorn.Config(asgi_app(core), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app or asgi_app(core), host="127.0.0.1", port=port, log_level="warning", lifespan="auto")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()

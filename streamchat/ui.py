@@ -293,7 +293,10 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                 return gr.DownloadButton(label=label, value=str(copy), visible=True)
 
             record.change(on_record, [record, slot], [banner], api_visibility="private")
-            chat.chatbot.change(refresh_download, [slot], [download], api_visibility="private", trigger_mode="always_last")
+            if runtime.settings.record_dir is not None:
+                # Only when there can be a file: every streamed update fires this event
+                # (browser work on each update, and a queue slot held through the turn).
+                chat.chatbot.change(refresh_download, [slot], [download], api_visibility="private", trigger_mode="always_last")
 
         if picker is not None and speed is not None:
 
