@@ -382,8 +382,8 @@ async def test_fault(api: str, fault: Fault, fake: Fake, tmp_path: Path) -> None
     await close(replayer)
 
 
-async def test_backoff_grows_between_retries(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two 500s without Retry-After: the SDK waits ~0.5 s, then ~1 s (exponential)."""
+def request_times(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """When each streaming request reached the fake server (a list that fills up)."""
     seen: list[float] = []
     source = fake.core.source
 
@@ -392,6 +392,12 @@ async def test_backoff_grows_between_retries(fake: Fake, monkeypatch: pytest.Mon
         return source(req)
 
     monkeypatch.setattr(fake.core, "source", timed_source)
+    return seen
+
+
+async def test_backoff_grows_between_retries(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two 500s without Retry-After: the SDK waits ~0.5 s, then ~1 s (exponential)."""
+    seen = request_times(fake, monkeypatch)
     fake.push(http_error(500), http_error(500), Script(events=full("chat")))
     runtime = Runtime(make_settings("chat", url=fake.url, max_retries=2))
     session = runtime.new_session()
@@ -406,14 +412,7 @@ async def test_backoff_grows_between_retries(fake: Fake, monkeypatch: pytest.Mon
 
 async def test_retry_after_seconds_is_honoured(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
     """``Retry-After: 1`` (whole seconds, the standard form) outweighs the 0.5 s backoff."""
-    seen: list[float] = []
-    source = fake.core.source
-
-    def timed_source(req: TurnRequest) -> Script:
-        seen.append(time.monotonic())
-        return source(req)
-
-    monkeypatch.setattr(fake.core, "source", timed_source)
+    seen = request_times(fake, monkeypatch)
     fake.push(http_error(429, **{"retry-after": "1"}), Script(events=full("responses")))
     runtime = Runtime(make_settings("responses", url=fake.url, max_retries=1))
     session = runtime.new_session()
