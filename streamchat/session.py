@@ -266,16 +266,44 @@ class ChatSession:
 
     # -- one turn -------------------------------------------------------------------
 
-    async def turn(self, message: str, history: list[dict[str, Any]]) -> AsyncGenerator[str | list[dict[str, Any]], None]:
+    async def turn(
+        self, message: str, history: list[dict[str, Any]], stop: asyncio.Event | None = None
+    ) -> AsyncGenerator[str | list[dict[str, Any]], None]:
         """Stream one turn as UI values: at most one per ``coalesce`` seconds, the
         first at once, the last always. Never raises for API trouble: every failure
-        ends as a message in the chat."""
+        ends as a message in the chat.
+
+        Setting ``stop`` ends the turn from inside: its last value (the partial answer
+        and the "⏹ Stopped" line) is yielded like any other, so the caller keeps it.
+        Closing this generator instead ends the turn at once, with nothing more yielded.
+        """
         transcript = Transcript(clock=time.monotonic)
-        # aclosing: when the caller closes this generator (Stop), the inner one ends now,
-        # not whenever the garbage collector finalizes it.
-        async with contextlib.aclosing(self.turn_events(message, history, transcript)) as updates:
-            async for _ in updates:
+        updates = self.turn_events(message, history, transcript)
+        stopped = asyncio.ensure_future((stop or asyncio.Event()).wait())
+        step: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                step = asyncio.ensure_future(anext(updates))
+                await asyncio.wait({step, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():  # Stop: the turn's own cleanup marks it as cancelled
+                    step.cancel()
+                    with contextlib.suppress(BaseException):
+                        await step
+                    yield transcript.value()
+                    return
+                try:
+                    step.result()
+                except StopAsyncIteration:
+                    return
                 yield transcript.value()
+        finally:
+            stopped.cancel()
+            if step is not None and not step.done():
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+            # The inner generator ends now, not whenever the garbage collector gets to it.
+            await updates.aclose()
 
     async def turn_events(
         self, message: str, history: list[dict[str, Any]], transcript: Transcript

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import shutil
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from gradio.context import LocalContext
 
 from .session import ChatSession, Runtime
 from .spaces import on_space, start_dataset_sync
-from .transcript import Transcript
 
 log = logging.getLogger("streamchat")
 
@@ -93,49 +91,8 @@ def download_copy(slot: SessionSlot, path: Path) -> tuple[Path, int]:
     return copy, data.count(b'{"kind":"turn"')
 
 
-async def run_turn(
-    session: ChatSession, slot: SessionSlot, message: str, history: list[dict[str, Any]]
-) -> AsyncIterator[str | list[dict[str, Any]]]:
-    """``session.turn``, with Stop ending the turn from inside: its last value (the
-    partial answer and the "⏹ Stopped" line) is yielded like any other, so the chat and
-    the history the next turn starts from both keep it."""
-    transcript = Transcript(clock=time.monotonic)
-    updates = session.turn_events(message, history, transcript)
-    slot.idle.clear()
-    slot.stop.clear()
-    stop = asyncio.ensure_future(slot.stop.wait())
-    step: asyncio.Future[Any] | None = None
-    try:
-        while True:
-            step = asyncio.ensure_future(anext(updates))
-            await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
-            if not step.done():  # Stop: the turn's own cleanup marks it as cancelled
-                await _cancel(step)
-                yield transcript.value()
-                return
-            if step.exception() is not None:
-                with contextlib.suppress(StopAsyncIteration):
-                    step.result()
-                return
-            yield transcript.value()
-    finally:
-        stop.cancel()
-        if step is not None and not step.done():
-            await _cancel(step)
-        await updates.aclose()
-        slot.idle.set()
-
-
-async def _cancel(task: asyncio.Future[Any]) -> None:
-    """Cancel ``task`` and wait for it to end; only our own cancellation propagates."""
-    task.cancel()
-    await asyncio.wait({task})
-    if not task.cancelled():
-        task.exception()  # retrieved: the turn's end is reported through the transcript
-
-
 def graceful_stop(demo: gr.Blocks, chat: gr.ChatInterface) -> None:
-    """Let Stop end the turn from inside (``run_turn``) rather than have Gradio cancel
+    """Let Stop end the turn from inside (``ChatSession.turn``'s ``stop``) rather than have Gradio cancel
     it: a cancelled event never sends its last value, and ChatInterface then saves the
     history from whatever the page showed, racing any handler that marks the answer.
     Closing the tab still cancels the turn."""
@@ -200,8 +157,13 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         request = LocalContext.request.get(None)
         if request is not None and request.session_hash:
             runtime.sessions[request.session_hash] = session
-        async for value in run_turn(session, slot, message, history):
-            yield value
+        slot.idle.clear()
+        slot.stop.clear()
+        try:
+            async for value in session.turn(message, history, stop=slot.stop):
+                yield value
+        finally:
+            slot.idle.set()
 
     async def on_load(slot: SessionSlot, request: gr.Request) -> None:
         session = slot.get(runtime)
