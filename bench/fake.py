@@ -19,10 +19,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from streamchat import synth
-from streamchat.fakeapi import FakeOpenAI, Script, TurnRequest
+from streamchat.replayapi import Script, TurnRequest
 from streamchat.serve import RunningServer, asgi_app, serve_in_thread
 from streamchat.sse import RawEvent
+from streamchat.testing import synth
+from streamchat.testing.faults import FaultScript, FaultyAPI
 
 BUILDERS: dict[str, Callable[..., list[RawEvent]]] = {
     "responses": synth.responses_stream,
@@ -102,7 +103,7 @@ class Stamps:
 
 
 @dataclass
-class BenchScript(Script):
+class BenchScript(FaultScript):
     run: str = ""
     first_index: int = -1
     last_index: int = -1
@@ -158,8 +159,8 @@ def script_for(api: str, params: dict[str, str], body: dict[str, Any] | None = N
     return script
 
 
-class BenchFake(FakeOpenAI):
-    """``FakeOpenAI`` that answers benchmark messages and stamps what it sends."""
+class BenchFake(FaultyAPI):
+    """``FaultyAPI`` that answers benchmark messages and stamps what it sends."""
 
     def __init__(self, *, speed: float = 1.0) -> None:
         super().__init__(self._source, speed=speed)

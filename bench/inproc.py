@@ -3,7 +3,7 @@
 ``bench/replay_timing.py``) and memory per session (7).
 
 Every turn here goes through the app's own path: ``ChatSession.turn`` on a replay
-``Runtime`` (FakeOpenAI → ReplayTransport → the real `openai` client → driver →
+``Runtime`` (ReplayAPI → ReplayTransport → the real `openai` client → driver →
 adapter → transcript → coalesced UI values).
 """
 
@@ -18,11 +18,11 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from streamchat import synth
 from streamchat.config import load_config
 from streamchat.recording import FORMAT, VERSION
 from streamchat.session import ChatSession, Runtime, Settings
 from streamchat.sse import RawEvent
+from streamchat.testing import synth
 
 from .apps import ROOT, rss_bytes
 from .browser import pct

@@ -1,5 +1,5 @@
 """How punctual is a 1x replay? Replays a bundled recording through the in-process path
-(FakeOpenAI + ReplayTransport + the real `openai` client and backend) and measures,
+(ReplayAPI + ReplayTransport + the real `openai` client and backend) and measures,
 for every event, when the client decoded its bytes against when it was scheduled
 (turn start + capped offset / speed).
 
@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 from streamchat.backends import BACKENDS  # noqa: E402
 from streamchat.backends.base import Conversation, ToolCall, TurnContext  # noqa: E402
 from streamchat.config import load_config  # noqa: E402
-from streamchat.fakeapi import FakeOpenAI, Script, TurnRequest  # noqa: E402
 from streamchat.recording import load_recording  # noqa: E402
 from streamchat.replay import Player  # noqa: E402
+from streamchat.replayapi import ReplayAPI, Script, TurnRequest  # noqa: E402
 from streamchat.session import replay_client  # noqa: E402
 from streamchat.sse import RawEvent  # noqa: E402
 
@@ -85,7 +85,7 @@ async def replay(path: Path, speed: float) -> dict[str, Any]:
     player = Player(recording)
     clock = Clock()
     timed = Timed(player, clock)
-    core = FakeOpenAI(timed, speed=speed, clock=clock)
+    core = ReplayAPI(timed, speed=speed, clock=clock)
     config = replace(load_config(ROOT / "assistant_config.yaml"), model=recording.header.get("model") or "m")
     backend = BACKENDS[recording.api](replay_client(core), config)
     errors_ms: list[float] = []

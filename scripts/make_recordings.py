@@ -1,7 +1,7 @@
 """Generate the bundled recordings in recordings/.
 
 They cannot be captured from the live API here, so they are made up in the exact wire
-format of each API (``streamchat.synth``) and their header says ``source: synthetic``.
+format of each API (``streamchat.testing.synth``) and their header says ``source: synthetic``.
 The output is deterministic: tests regenerate it and compare with the files.
 
     python scripts/make_recordings.py [OUT_DIR]
@@ -16,7 +16,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from streamchat import synth  # noqa: E402
+from streamchat.testing import synth  # noqa: E402
 from streamchat.tools import format_result, load_handler  # noqa: E402
 
 CREATED = "2026-11-25T00:00:00Z"

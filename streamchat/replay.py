@@ -2,7 +2,7 @@
 stream source that serves it to the fake API with its recorded timing.
 
 Replay never renders anything itself. It answers the `openai` client's requests (see
-``fakeapi``), so a replayed turn runs the same driver, adapter, transcript and UI code
+``replayapi``), so a replayed turn runs the same driver, adapter, transcript and UI code
 as a live one.
 """
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backends.base import ToolCall
-from .fakeapi import Script, TurnRequest
 from .recording import SUFFIX, RecordedTurn, Recording, RecordingError, load_recording
+from .replayapi import Script, TurnRequest
 from .sse import RawEvent
 
 MAX_GAP = 2.0

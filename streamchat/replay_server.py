@@ -4,7 +4,7 @@
 
 Any OpenAI client, in any language, can then stream recorded answers offline: point its
 base URL at the printed address (any API key works). The Responses, Assistants and Chat
-routes are those of the fake API (``fakeapi.FakeOpenAI``), framed as OpenAI frames them
+routes are those of the fake API (``replayapi.ReplayAPI``), framed as OpenAI frames them
 and paced by the recorded timing. With a folder, every recording is served at once: a
 request gets the first recording whose prompts match its user message.
 """
@@ -17,9 +17,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .fakeapi import FakeOpenAI, Script, TurnRequest
 from .recording import RecordingError
 from .replay import MAX_GAP, Library, Player
+from .replayapi import ReplayAPI, Script, TurnRequest
 from .serve import serve_in_thread
 
 DEFAULT_PORT = 8765
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {args.path}: no playable recording", file=sys.stderr)
         return 2
     try:
-        running = serve_in_thread(FakeOpenAI(source, speed=args.speed), port=args.port)
+        running = serve_in_thread(ReplayAPI(source, speed=args.speed), port=args.port)
     except (OSError, RuntimeError) as exc:
         print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Put a ``FakeOpenAI`` on the wire: in-process (an httpx2 transport for the `openai`
+"""Put a ``ReplayAPI`` on the wire: in-process (an httpx2 transport for the `openai`
 client) or over real HTTP on 127.0.0.1 (an ASGI app run by uvicorn).
 
 Both carry the same bytes; a scripted connection drop becomes a transport error in the
@@ -19,7 +19,7 @@ from typing import Any
 import httpx2
 import uvicorn
 
-from .fakeapi import FakeOpenAI, Logged, Reply, StreamDropped
+from .replayapi import Logged, ReplayAPI, Reply, StreamDropped
 
 
 def _json_body(raw: bytes) -> Any:
@@ -31,7 +31,7 @@ def _json_body(raw: bytes) -> Any:
         return None
 
 
-async def _logged_stream(core: FakeOpenAI, path: str, stream: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+async def _logged_stream(core: ReplayAPI, path: str, stream: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
     """Pass the stream through, noting in the log when the client leaves early."""
     finished = False
     try:
@@ -59,9 +59,9 @@ class _Body(httpx2.AsyncByteStream):
 
 
 class ReplayTransport(httpx2.AsyncBaseTransport):
-    """Answers the `openai` client's requests from a ``FakeOpenAI``, in-process."""
+    """Answers the `openai` client's requests from a ``ReplayAPI``, in-process."""
 
-    def __init__(self, core: FakeOpenAI) -> None:
+    def __init__(self, core: ReplayAPI) -> None:
         self.core = core
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
@@ -78,7 +78,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def asgi_app(core: FakeOpenAI) -> Callable[[dict[str, Any], Receive, Send], Awaitable[None]]:
+def asgi_app(core: ReplayAPI) -> Callable[[dict[str, Any], Receive, Send], Awaitable[None]]:
     """The fake API as a bare ASGI app (no framework: it only needs bodies in, bytes out)."""
 
     async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -156,7 +156,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve_in_thread(core: FakeOpenAI, *, port: int = 0, app: Any = None) -> RunningServer:
+def serve_in_thread(core: ReplayAPI, *, port: int = 0, app: Any = None) -> RunningServer:
     """Serve ``core`` (or an ASGI ``app`` wrapping it) on 127.0.0.1 from a background
     thread; returns once it accepts connections."""
     port = port or _free_port()

@@ -23,9 +23,9 @@ from .backends import BACKENDS, Backend, Conversation, TurnContext
 from .backends.base import NullTap, ToolCall, describe_error, redact
 from .config import Config
 from .events import StreamEvent
-from .fakeapi import FakeOpenAI
 from .recording import MAX_FOLDER_BYTES, RecordingWriter, header, new_recording_path
 from .replay import MAX_GAP, Library, Player
+from .replayapi import ReplayAPI
 from .serve import ReplayTransport
 from .tools import LocalTools
 from .transcript import Transcript
@@ -65,7 +65,7 @@ def make_client(settings: Settings) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(**kwargs)
 
 
-def replay_client(core: FakeOpenAI) -> openai.AsyncOpenAI:
+def replay_client(core: ReplayAPI) -> openai.AsyncOpenAI:
     """A real `openai` client whose requests the fake API answers in-process."""
     http = httpx2.AsyncClient(transport=ReplayTransport(core))
     return openai.AsyncOpenAI(api_key="replay", base_url="http://replay.invalid/v1", http_client=http, max_retries=0)
@@ -190,11 +190,10 @@ class ChatSession:
         self.speed = runtime.settings.speed
         self.player: Player | None = None
         self._replay_backend: Backend | None = None
-        self._core: FakeOpenAI | None = None
+        self._core: ReplayAPI | None = None
         self.tools = LocalTools(runtime.config.tools)
         self.record = True
         """This session's record toggle (UI): off pauses its recording; needs ``record_dir``."""
-        self.busy = False
         self.last_status: str | None = None
 
     # -- setup ----------------------------------------------------------------------
@@ -214,7 +213,7 @@ class ChatSession:
             raise RuntimeError("no recording to replay")
         recording = library.load(self.recording_name)
         self.player = Player(recording, max_gap=self.runtime.settings.max_gap)
-        core = self._core = FakeOpenAI(self.player, speed=self.speed)
+        core = self._core = ReplayAPI(self.player, speed=self.speed)
         config = replace(self.runtime.config, model=recording.header.get("model") or self.runtime.config.model)
         return BACKENDS[recording.api](replay_client(core), config)
 
@@ -327,7 +326,6 @@ class ChatSession:
         pump = asyncio.ensure_future(self._pump(backend, message, history, ctx, queue))
         interval = self.runtime.settings.coalesce
         last, dirty, ended = 0.0, False, False
-        self.busy = True
         try:
             while True:
                 if dirty and interval > 0:
@@ -358,7 +356,6 @@ class ChatSession:
             if dirty:
                 yield None
         finally:
-            self.busy = False
             if not pump.done():
                 pump.cancel()
                 with contextlib.suppress(BaseException):

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from streamchat import synth
+from streamchat.testing import synth
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from streamchat import synth
 from streamchat.config import parse_config
-from streamchat.fakeapi import FakeOpenAI, Script, TurnRequest
+from streamchat.replayapi import Script, TurnRequest
 from streamchat.serve import RunningServer, serve_in_thread
 from streamchat.session import ChatSession, Runtime, Settings
+from streamchat.testing import synth
+from streamchat.testing.faults import FaultScript, FaultyAPI
 from streamchat.transcript import Transcript
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,9 +36,9 @@ BUILDERS: dict[str, Callable[..., Any]] = {
 }
 
 
-def text_script(api: str, text: str, size: int = 3, **kw: Any) -> Script:
+def text_script(api: str, text: str, size: int = 3, **kw: Any) -> FaultScript:
     """A stream in ``api``'s wire format that answers ``text`` in deltas of ``size`` characters."""
-    return Script(events=synth.timed(BUILDERS[api](synth.split_text(text, size), **kw), step=0))
+    return FaultScript(events=synth.timed(BUILDERS[api](synth.split_text(text, size), **kw), step=0))
 
 
 class Fake:
@@ -51,7 +52,7 @@ class Fake:
         self.queue: collections.deque[Script] = collections.deque()
         self.responder: Callable[[TurnRequest], Script] = lambda req: text_script(req.api, f"Echo: {req.user}")
         self.requests_seen: list[TurnRequest] = []
-        self.core = FakeOpenAI(self._source, api_key=TEST_KEY)
+        self.core = FaultyAPI(self._source, api_key=TEST_KEY)
         self.server: RunningServer | None = None
 
     def _source(self, req: TurnRequest) -> Script:

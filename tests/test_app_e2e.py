@@ -11,8 +11,8 @@ import pytest
 from conftest import TEST_KEY, Fake
 from gradio_client import Client
 
-from streamchat import synth
-from streamchat.fakeapi import Script, TurnRequest
+from streamchat.replayapi import Script, TurnRequest
+from streamchat.testing import synth
 
 ANSWER = "ストリーミングで届く答えです。Streaming works, delta by delta! 🚀"
 

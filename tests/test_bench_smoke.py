@@ -13,7 +13,7 @@ import httpx
 
 from bench import report, run
 from bench.fake import BenchFake, bench_message, marks, reply_deltas, script_for, serve
-from streamchat import synth
+from streamchat.testing import synth
 
 
 def test_the_long_reply_is_4000_deltas_of_20000_characters_between_two_marks() -> None:

@@ -34,9 +34,9 @@ from browser_helpers import (
 )
 from conftest import TEST_KEY
 
-from streamchat import synth
-from streamchat.fakeapi import FakeOpenAI, Script, TurnRequest
+from streamchat.replayapi import ReplayAPI, Script, TurnRequest
 from streamchat.serve import RunningServer, serve_in_thread
+from streamchat.testing import synth
 
 pytestmark = pytest.mark.browser
 
@@ -91,7 +91,7 @@ def shot(page: Any, name: str, **kw: Any) -> Path:
 # -- fixtures ---------------------------------------------------------------------
 
 
-class NotifyingFake(FakeOpenAI):
+class NotifyingFake(ReplayAPI):
     """The fake API, telling waiting tests about each request as it is logged."""
 
     def __init__(self) -> None:

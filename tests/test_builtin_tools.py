@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 from conftest import ROOT, Fake, replay_settings
 
-from streamchat import synth
 from streamchat.backends.assistants import AssistantsAdapter
 from streamchat.backends.base import Adapter
 from streamchat.backends.chat import ChatAdapter
 from streamchat.backends.responses import ResponsesAdapter
 from streamchat.events import StreamEvent
-from streamchat.fakeapi import Script
+from streamchat.replayapi import Script
 from streamchat.session import Runtime
 from streamchat.sse import RawEvent
+from streamchat.testing import synth
 from streamchat.transcript import Transcript
 
 FIB = "def fib(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n\nprint(fib(20))\n"

@@ -17,10 +17,10 @@ import pytest
 from browser_helpers import ROOT, app_env
 from conftest import TEST_KEY, Fake, replay_settings, turn_transcript
 
-from streamchat import synth
-from streamchat.fakeapi import Script
 from streamchat.recording import load_recording
+from streamchat.replayapi import Script
 from streamchat.session import Runtime
+from streamchat.testing import synth
 
 WELCOME = ROOT / "recordings" / "01-welcome.jsonl"
 TIMEOUT = 60

@@ -19,15 +19,16 @@ from typing import Any
 import pytest
 from conftest import BUILDERS, Fake, make_settings, replay_settings, run_turn
 
-from streamchat import synth
 from streamchat.backends.assistants import AssistantsAdapter
 from streamchat.backends.base import Adapter
 from streamchat.backends.chat import ChatAdapter
 from streamchat.backends.responses import ResponsesAdapter
-from streamchat.fakeapi import Script, TurnRequest
 from streamchat.recording import Recording, load_recording
+from streamchat.replayapi import Script, TurnRequest
 from streamchat.session import Runtime
 from streamchat.sse import RawEvent
+from streamchat.testing import synth
+from streamchat.testing.faults import FaultScript
 
 APIS = ["responses", "assistants", "chat"]
 ADAPTERS: dict[str, Callable[[], Adapter]] = {
@@ -129,7 +130,7 @@ class Fault:
 
 def _drop_mid(api: str) -> Script:
     events = full(api)
-    return Script(events=events, drop_after=deltas(api, events)[3])
+    return FaultScript(events=events, drop_after=deltas(api, events)[3])
 
 
 FAULTS: list[Fault] = [
@@ -143,7 +144,7 @@ FAULTS: list[Fault] = [
     ),
     Fault(
         "drop-before-first-event",
-        lambda api: [Script(events=full(api), drop_after=0)],
+        lambda api: [FaultScript(events=full(api), drop_after=0)],
         "interrupted",
         lambda api: "",
         says=("⚠️ Interrupted", "connection was lost"),
@@ -160,7 +161,9 @@ FAULTS: list[Fault] = [
     Fault(
         "garbage-mid-stream-then-finish",
         lambda api: [
-            Script(events=full(api), inject={deltas(api, full(api))[2]: garbage(api), deltas(api, full(api))[5]: garbage(api)})
+            FaultScript(
+                events=full(api), inject={deltas(api, full(api))[2]: garbage(api), deltas(api, full(api))[5]: garbage(api)}
+            )
         ],
         "completed",
         lambda api: TEXT,
@@ -170,7 +173,7 @@ FAULTS: list[Fault] = [
     ),
     Fault(
         "corrupt-text-delta",
-        lambda api: [Script(events=full(api), corrupt_at=frozenset({deltas(api, full(api))[1]}))],
+        lambda api: [FaultScript(events=full(api), corrupt_at=frozenset({deltas(api, full(api))[1]}))],
         "completed",
         lambda api: TEXT[:4] + TEXT[8:],
         says=(JSON_NOTICE,),
@@ -179,7 +182,7 @@ FAULTS: list[Fault] = [
     ),
     Fault(
         "garbage-as-last-thing",
-        lambda api: [Script(events=cut(api), raw_tail=garbage(api))],
+        lambda api: [FaultScript(events=cut(api), raw_tail=garbage(api))],
         "interrupted",
         lambda api: TEXT,
         says=(JSON_NOTICE, "⚠️ Interrupted"),
@@ -188,7 +191,7 @@ FAULTS: list[Fault] = [
     ),
     Fault(
         "corrupt-terminal-event",
-        lambda api: [Script(events=full(api), corrupt_at=frozenset({terminal(api, full(api))}))],
+        lambda api: [FaultScript(events=full(api), corrupt_at=frozenset({terminal(api, full(api))}))],
         "interrupted",
         lambda api: TEXT,
         says=(JSON_NOTICE, "⚠️ Interrupted"),
@@ -197,14 +200,14 @@ FAULTS: list[Fault] = [
     ),
     Fault(
         "empty-data-events",
-        lambda api: [Script(events=full(api), inject={deltas(api, full(api))[2]: empty_frames(api)})],
+        lambda api: [FaultScript(events=full(api), inject={deltas(api, full(api))[2]: empty_frames(api)})],
         "completed",
         lambda api: TEXT,
         recorded=lambda api: len(full(api)),  # an event with empty data is not dispatched
     ),
     Fault(
         "stall-mid-answer-past-read-timeout",
-        lambda api: [Script(events=full(api), stall_after=deltas(api, full(api))[3], stall=1.5)],
+        lambda api: [FaultScript(events=full(api), stall_after=deltas(api, full(api))[3], stall=1.5)],
         "interrupted",
         lambda api: TEXT[:12],
         says=("⚠️ Interrupted", "went silent"),
@@ -216,7 +219,7 @@ FAULTS: list[Fault] = [
     Fault(
         # Headers never come: the SDK retries a timeout, so the bound is per attempt.
         "stall-before-headers-retried-once",
-        lambda api: [Script(events=full(api), stall_headers=1.5)] * 2,
+        lambda api: [FaultScript(events=full(api), stall_headers=1.5)] * 2,
         "interrupted",
         lambda api: "",
         says=("⚠️ Interrupted", "went silent"),
@@ -228,7 +231,7 @@ FAULTS: list[Fault] = [
     ),
     Fault(
         "slow-first-token-under-read-timeout",
-        lambda api: [Script(events=full(api), stall_after=deltas(api, full(api))[0], stall=0.3)],
+        lambda api: [FaultScript(events=full(api), stall_after=deltas(api, full(api))[0], stall=0.3)],
         "completed",
         lambda api: TEXT,
         settings={"read_timeout": 0.5},
@@ -468,7 +471,7 @@ async def test_drop_in_the_second_stream_of_a_tool_loop(api: str, fake: Fake, tm
         first = synth.chat_stream(calls=[call], finish_reason="tool_calls")
         second = synth.chat_stream(synth.split_text(TEXT, 4))
     drop = deltas(api, synth.timed(second, step=0))[2]
-    fake.push(Script(events=synth.timed(first, step=0)), Script(events=synth.timed(second, step=0), drop_after=drop))
+    fake.push(Script(events=synth.timed(first, step=0)), FaultScript(events=synth.timed(second, step=0), drop_after=drop))
     config = """
 name: Test assistant
 instructions: Be brief.

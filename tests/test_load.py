@@ -24,9 +24,9 @@ import pytest
 from conftest import BUILDERS, ROOT, TEST_KEY, Fake, make_settings, run_turn
 from gradio_client import Client
 
-from streamchat import synth
-from streamchat.fakeapi import Script, TurnRequest
+from streamchat.replayapi import Script, TurnRequest
 from streamchat.session import Runtime
+from streamchat.testing import synth
 
 SESSIONS = 50
 DELTAS = 30

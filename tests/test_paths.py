@@ -204,3 +204,16 @@ def test_gradio_serves_no_file_the_app_did_not_hand_out(fake: Fake, monkeypatch:
                 response = httpx2.get(url + route + target, timeout=10)
                 assert response.status_code in (403, 404), (route, target, response.status_code)
                 assert "another tab" not in response.text and "import" not in response.text
+
+
+def test_the_app_never_imports_its_test_tooling() -> None:
+    """``streamchat.testing`` (synthetic streams, fault injection) is for tests and bench only."""
+    import subprocess
+    import sys
+
+    code = "import sys, app; bad = sorted(m for m in sys.modules if m.startswith('streamchat.testing')); print(','.join(bad))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OPENAI_API_KEY": ""}
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""

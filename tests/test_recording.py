@@ -12,7 +12,6 @@ import pytest
 from conftest import ROOT, Fake, make_settings, replay_settings, run_turn, text_script, turn_transcript
 
 from streamchat import __version__, recording
-from streamchat.fakeapi import Script, TurnRequest
 from streamchat.recording import (
     FORMAT,
     MAX_FILE_BYTES,
@@ -26,6 +25,7 @@ from streamchat.recording import (
     parse_recording,
 )
 from streamchat.replay import MAX_GAP
+from streamchat.replayapi import Script, TurnRequest
 from streamchat.session import Runtime
 from streamchat.sse import RawEvent
 

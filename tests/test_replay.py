@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, Fake, make_settings, replay_settings, run_turn, text_script, turn_transcript
 
-from streamchat import fakeapi, synth
-from streamchat.fakeapi import FakeOpenAI, Script, TurnRequest
+from streamchat import replayapi
 from streamchat.recording import (
     RecordedStream,
     RecordedTurn,
@@ -25,8 +24,10 @@ from streamchat.recording import (
     parse_recording,
 )
 from streamchat.replay import MAX_GAP, Library, Player, capped, normalize
+from streamchat.replayapi import ReplayAPI, Script, TurnRequest
 from streamchat.session import ChatSession, Runtime
 from streamchat.sse import RawEvent
+from streamchat.testing import synth
 
 BUNDLED = ROOT / "recordings"
 WELCOME = BUNDLED / "01-welcome.jsonl"
@@ -378,7 +379,7 @@ class FakeClock:
 
 def fake_sleeps(monkeypatch: pytest.MonkeyPatch, clock: FakeClock, oversleep: float = 0.0) -> list[float]:
     """Make the fake API's sleeps advance ``clock`` instead of waiting (each one waking
-    ``oversleep`` late); returns the list of requested delays. Only ``fakeapi`` sees
+    ``oversleep`` late); returns the list of requested delays. Only ``replayapi`` sees
     the fake: other threads' event loops keep the real ``asyncio.sleep``."""
     delays: list[float] = []
 
@@ -391,7 +392,7 @@ def fake_sleeps(monkeypatch: pytest.MonkeyPatch, clock: FakeClock, oversleep: fl
         def __getattr__(self, name: str) -> Any:
             return fake_sleep if name == "sleep" else getattr(asyncio, name)
 
-    monkeypatch.setattr(fakeapi, "asyncio", Asyncio())
+    monkeypatch.setattr(replayapi, "asyncio", Asyncio())
     return delays
 
 
@@ -403,7 +404,7 @@ async def paced_delays(
     clock = FakeClock()
     delays = fake_sleeps(monkeypatch, clock, oversleep)
     events = [(t, RawEvent(None, {"i": i})) for i, t in enumerate(offsets)]
-    core = FakeOpenAI(lambda req: Script(events=events), speed=speed, clock=clock)
+    core = ReplayAPI(lambda req: Script(events=events), speed=speed, clock=clock)
     start = clock.now
     body = {"messages": [{"role": "user", "content": "q"}], "stream": True}
     reply = await core.handle("POST", "/v1/chat/completions", body, {})

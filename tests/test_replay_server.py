@@ -14,10 +14,10 @@ import openai
 import pytest
 from conftest import ROOT
 
-from streamchat.fakeapi import TurnRequest
 from streamchat.recording import RecordedTurn, Recording, load_recording
 from streamchat.replay import Player
 from streamchat.replay_server import UnionSource, main
+from streamchat.replayapi import TurnRequest
 
 BUNDLED = ROOT / "recordings"
 

@@ -24,11 +24,12 @@ from gradio_client import Client
 from test_faults import FAULTS, close, garbage
 from test_load import launched_app
 
-from streamchat import synth
 from streamchat.cli import chat_loop
-from streamchat.fakeapi import Script
+from streamchat.replayapi import Script
 from streamchat.session import Runtime
 from streamchat.sse import RawEvent
+from streamchat.testing import synth
+from streamchat.testing.faults import FaultScript
 
 APIS = ["responses", "assistants", "chat"]
 CANARY = "sk-canary-" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(24))
@@ -90,7 +91,9 @@ async def test_no_path_leaks_the_key(api: str, canary: Fake, caplog: pytest.LogC
     cases: list[tuple[str, list[Script], dict[str, Any]]] = [(f.id, f.scripts(api), f.settings) for f in FAST_FAULTS]
     cases += [(f"echo-{code}", [echoing(code)], {"max_retries": 0}) for code in (400, 401, 403, 404, 422, 429, 500)]
     cases += [("error-event-echo", [error_event(api)], {})]
-    cases += [("garbage-with-key", [Script(events=text_script(api, "ok").events, raw_tail=garbage(api) + CANARY.encode())], {})]
+    cases += [
+        ("garbage-with-key", [FaultScript(events=text_script(api, "ok").events, raw_tail=garbage(api) + CANARY.encode())], {})
+    ]
     shown: list[str] = []
     for name, scripts, settings in cases:
         canary.queue.clear()

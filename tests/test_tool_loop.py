@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from conftest import ROOT, Fake, make_settings, replay_settings, text_script
 
-from streamchat import synth
 from streamchat.backends import BACKENDS
 from streamchat.backends.base import MAX_TOOL_ROUNDS, Conversation, ToolCall, TurnContext
 from streamchat.config import parse_config
 from streamchat.demo_tools import get_time
-from streamchat.fakeapi import Script
+from streamchat.replayapi import Script
 from streamchat.session import ChatSession, Runtime, make_client
+from streamchat.testing import synth
 from streamchat.tools import LocalTools
 from streamchat.transcript import Transcript
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sse import RawEvent
+from ..sse import RawEvent
 
 CREATED = 1795000000
 """The ``created_at`` of every made-up object: a fixed time keeps generated files
@@ -675,7 +675,7 @@ def recording_lines(
 ) -> list[dict[str, Any]]:
     """A whole synthetic recording as JSON objects (docs/recording-format.md), its
     header saying ``source: synthetic``."""
-    from .recording import FORMAT, VERSION
+    from ..recording import FORMAT, VERSION
 
     head: dict[str, Any] = {
         "kind": "header",

@@ -25,11 +25,11 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from .sse import Api, RawEvent, frame, frame_raw
+from .sse import Api, RawEvent, frame_raw
 
 
 class StreamDropped(Exception):
-    """The script cuts the connection here (a transport turns it into a reset)."""
+    """A stream cuts the connection here (a transport turns it into a reset)."""
 
 
 @dataclass
@@ -42,19 +42,6 @@ class Script:
     """Anything but 200 answers with ``error`` as a JSON error body instead of a stream."""
     error: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    drop_after: int | None = None
-    """Cut the connection after this many events (no terminal event, no clean end)."""
-    stall_after: int | None = None
-    """Go silent after this many events, for ``stall`` seconds."""
-    stall: float = 0.0
-    raw_tail: bytes = b""
-    """Bytes sent after the events as they are (corrupt frames, odd framing)."""
-    inject: dict[int, bytes] = field(default_factory=dict)
-    """Bytes sent as they are just before event N (an extra corrupt or empty frame mid-stream)."""
-    corrupt_at: frozenset[int] = frozenset()
-    """Events sent with their JSON cut in half, so their ``data`` is not valid JSON."""
-    stall_headers: float = 0.0
-    """Seconds of silence before the response starts (status and headers included)."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +106,7 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-class FakeOpenAI:
+class ReplayAPI:
     """The request handler. ``log`` records every request, for tests to assert on."""
 
     def __init__(
@@ -317,11 +304,11 @@ class FakeOpenAI:
         script = self.source(TurnRequest(api, chain.user, chain.turn, chain.stream, body))
         if script.status != 200:
             error = script.error or {"message": "Error.", "type": "server_error", "code": None}
-            return Reply(script.status, {"error": error}, headers=script.headers, delay=script.stall_headers)
+            return Reply(script.status, {"error": error}, headers=script.headers, delay=self._delay(script))
         if api == "responses":
             script = self._fresh_response_ids(script, chain)
         headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", **script.headers}
-        return Reply(200, stream=self._paced(script, chain.started), headers=headers, delay=script.stall_headers)
+        return Reply(200, stream=self._paced(script, chain.started), headers=headers, delay=self._delay(script))
 
     def _fresh_response_ids(self, script: Script, chain: _Chain) -> Script:
         """Give each served response a new id and remember its conversation, so
@@ -337,31 +324,22 @@ class FakeOpenAI:
             events.append((t, raw))
         return replace(script, events=events)
 
+    def _delay(self, script: Script) -> float:
+        """Seconds before the response starts (a fault-injecting subclass holds headers)."""
+        return 0.0
+
+    async def _wait_until(self, started: float, t: float, n: int) -> None:
+        """Pace event ``n`` (offset ``t``) at ``speed``; speed 0 never waits, but yields
+        to the loop now and then, or an in-process replay would hold it (every other
+        session, and this turn's UI) until its end."""
+        if self.speed > 0:
+            delay = started + t / self.speed - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        elif n % 64 == 63:
+            await asyncio.sleep(0)
+
     async def _paced(self, script: Script, started: float) -> AsyncIterator[bytes]:
-        speed = self.speed
         for n, (t, raw) in enumerate(script.events):
-            if script.drop_after is not None and n >= script.drop_after:
-                raise StreamDropped
-            if script.stall_after is not None and n == script.stall_after:
-                await asyncio.sleep(script.stall)
-            if n in script.inject:
-                yield script.inject[n]
-            if speed > 0:
-                delay = started + t / speed - self.clock()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            elif n % 64 == 63:
-                # Speed 0 never waits: yield to the loop now and then, or an in-process
-                # replay would hold it (every other session, and this turn's UI) until its end.
-                await asyncio.sleep(0)
-            if n in script.corrupt_at:
-                data = raw.data if isinstance(raw.data, str) else json.dumps(raw.data, separators=(",", ":"))
-                yield frame(raw.event, data[: len(data) // 2])
-            else:
-                yield frame_raw(raw)
-        if len(script.events) in script.inject:
-            yield script.inject[len(script.events)]
-        if script.raw_tail:
-            yield script.raw_tail
-        if script.drop_after is not None:
-            raise StreamDropped
+            await self._wait_until(started, t, n)
+            yield frame_raw(raw)
