@@ -1,4 +1,5 @@
-"""Hugging Face Spaces: optional persistence of recordings to a dataset repository.
+"""Hugging Face Spaces: optional persistence of recordings to a dataset repository, and
+the feedback log that keeps visitors' votes when their chat is not recorded.
 
 A Space's disk is wiped on restart. With ``STREAMCHAT_HF_DATASET=owner/name`` (and a
 write token in the ``HF_TOKEN`` secret), the recordings a live Space writes are
@@ -11,9 +12,14 @@ line is written under the scheduler's lock, so a commit never holds half a line.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from .session import Runtime
@@ -23,6 +29,10 @@ log = logging.getLogger("streamchat")
 ENV_DATASET = "STREAMCHAT_HF_DATASET"
 ENV_EVERY = "STREAMCHAT_HF_EVERY"
 PATH_IN_REPO = "recordings"
+FEEDBACK_FILE = Path("feedback") / "feedback.jsonl"
+"""Inside the recordings folder: a sub-folder, so replay never lists it as a recording."""
+MAX_FEEDBACK_BYTES = 16 * 1024 * 1024
+"""A feedback log larger than this takes no more votes (said once in the log)."""
 
 
 def on_space(env: Mapping[str, str] | None = None) -> bool:
@@ -64,3 +74,35 @@ def start_dataset_sync(runtime: Runtime, env: Mapping[str, str] | None = None, *
     runtime.record_lock = scheduler.lock
     log.info("recordings in %s/ go to the dataset %s every %g min", folder.name, repo_id, every)
     return scheduler
+
+
+class FeedbackLog:
+    """Votes on answers that no recording holds, one JSON object a line, appended and
+    flushed by any session of the process: the session's id (random, not the visitor),
+    the turn's place in its chat, the vote, when, and the API and model that answered.
+    No message text: a visitor who is not recorded leaves no words behind."""
+
+    def __init__(self, path: Path, lock: contextlib.AbstractContextManager[Any] | None = None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._outer = lock
+        self._full = False
+
+    def add(self, session: str, turn: int, value: str | None, **extra: Any) -> bool:
+        line = {"kind": "feedback", "session": session, "turn": turn, "value": value}
+        line["time"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        data = json.dumps({**line, **extra}, ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock, self._outer or contextlib.nullcontext():
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if self.path.exists() and self.path.stat().st_size > MAX_FEEDBACK_BYTES:
+                    if not self._full:
+                        log.warning("%s is over %d MiB: votes are no longer kept", self.path, MAX_FEEDBACK_BYTES >> 20)
+                    self._full = True
+                    return False
+                with open(self.path, "a", encoding="utf-8") as file:
+                    file.write(data)
+            except OSError as exc:
+                log.warning("could not keep a vote in %s: %s", self.path, exc.strerror or exc)
+                return False
+        return True
