@@ -62,7 +62,7 @@ def _per(window: float) -> str:
     for seconds, word in sorted(_UNIT_WORDS.items(), reverse=True):
         if window >= seconds and window % seconds == 0:
             n = int(window // seconds)
-            return f"a {word}" if n == 1 else f"every {n} {word}s"
+            return ("an hour" if word == "hour" else f"a {word}") if n == 1 else f"every {n} {word}s"
     return f"every {window:g} seconds"
 
 
