@@ -17,11 +17,13 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .guard import describe, visitor_key
 from .session import Runtime
 
 log = logging.getLogger("streamchat")
@@ -106,3 +108,72 @@ class FeedbackLog:
                 log.warning("could not keep a vote in %s: %s", self.path, exc.strerror or exc)
                 return False
         return True
+
+
+# -- a public Space: the banner, sign-in and who a visitor is --------------------------
+
+SPACE_COPY = (
+    "Want it private, on your own key? **Duplicate this Space** (button above), then add your "
+    "`OPENAI_API_KEY` as a secret in the copy's settings."
+)
+
+
+def space_banner(runtime: Runtime, text: str) -> str:
+    """The banner with this app's limits, and on a Space how to get a private copy."""
+    settings = runtime.settings
+    limits = describe(settings.rate_limits, settings.daily_requests) if runtime.live else ""
+    if runtime.live and settings.max_output_tokens:
+        limits = ", ".join(p for p in (limits, f"answers up to {settings.max_output_tokens} tokens") if p)
+    if limits:
+        text += f" · limits: {limits}"
+    return f"{text}\n\n{SPACE_COPY}" if on_space() else text
+
+
+def warn_if_unprotected(runtime: Runtime, env: Mapping[str, str] | None = None) -> None:
+    """Say in the log when a live Space lets anyone spend its key without limits."""
+    settings = runtime.settings
+    limited = settings.rate_limits or settings.daily_requests or settings.allowed_users or settings.allowed_orgs
+    if on_space(env) and runtime.live and not limited:
+        log.warning(
+            "this Space chats live with no limits: set STREAMCHAT_RATE_LIMIT, STREAMCHAT_DAILY_REQUESTS "
+            "and STREAMCHAT_MAX_OUTPUT_TOKENS (see docs/deploy-spaces.md, public Space checklist)"
+        )
+
+
+def sign_in_offered(runtime: Runtime, env: Mapping[str, str] | None = None) -> bool:
+    """A Sign-in button when only listed users may chat, or when the Space has OAuth
+    (``hf_oauth: true`` gives it ``OAUTH_CLIENT_ID``): then limits count per user."""
+    env = os.environ if env is None else env
+    settings = runtime.settings
+    return runtime.live and bool(settings.allowed_users or settings.allowed_orgs or env.get("OAUTH_CLIENT_ID"))
+
+
+def signed_in(request: Any) -> dict[str, Any] | None:
+    """The Hugging Face user signed in with Gradio's OAuth, from the session cookie of a
+    ``gr.Request`` (Gradio keeps it as ``oauth_info``, with an expiry)."""
+    scope = getattr(getattr(request, "request", None), "scope", None)
+    session = scope.get("session") if isinstance(scope, dict) else None
+    info = session.get("oauth_info") if isinstance(session, dict) else None
+    if not isinstance(info, dict):
+        return None
+    expires = info.get("expires_at")
+    if isinstance(expires, (int, float)) and expires < time.time():
+        return None
+    user = info.get("userinfo")
+    return user if isinstance(user, dict) else None
+
+
+def visitor_of(request: Any, profile: Mapping[str, Any] | None) -> str:
+    """Who sent a ``gr.Request``: the signed-in user (or Gradio ``auth`` user), else its
+    address: on a Space the first ``X-Forwarded-For`` hop, else the client's."""
+    user = profile.get("preferred_username") if profile else getattr(request, "username", None)
+    headers = getattr(request, "headers", None) or {}
+    client = getattr(request, "client", None)
+    return visitor_key(user, getattr(client, "host", None), headers.get("x-forwarded-for"), trust_forwarded=on_space())
+
+
+def with_past_vote(value: Any, vote: str) -> list[dict[str, Any]]:
+    """A replayed answer with the vote it got when it was recorded, as a line under it."""
+    messages = [{"role": "assistant", "content": value}] if isinstance(value, str) else list(value)
+    title = "👍 Liked when it was recorded" if vote == "like" else "👎 Disliked when it was recorded"
+    return [*messages, {"role": "assistant", "content": "", "metadata": {"title": title, "status": "done"}}]

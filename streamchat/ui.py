@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import shutil
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +24,22 @@ from typing import Any
 import gradio as gr
 from gradio.context import LocalContext
 
-from .guard import AllowList, Guard, Refusal, describe, visitor_key
+from .guard import AllowList, Guard, Refusal
 from .options import DEFAULT_RECORDINGS
 from .recording import RecordingWriter
 from .session import ChatSession, Runtime
-from .spaces import FEEDBACK_FILE, FeedbackLog, on_space, start_dataset_sync
+from .spaces import (
+    FEEDBACK_FILE,
+    FeedbackLog,
+    on_space,
+    sign_in_offered,
+    signed_in,
+    space_banner,
+    start_dataset_sync,
+    visitor_of,
+    warn_if_unprotected,
+    with_past_vote,
+)
 
 log = logging.getLogger("streamchat")
 
@@ -113,6 +122,10 @@ def graceful_stop(demo: gr.Blocks, chat: gr.ChatInterface) -> None:
 
 
 def banner_text(runtime: Runtime, session: ChatSession | None = None) -> str:
+    return space_banner(runtime, mode_banner(runtime, session))
+
+
+def mode_banner(runtime: Runtime, session: ChatSession | None = None) -> str:
     settings = runtime.settings
     if runtime.live:
         parts = [f"🟢 **Live** · backend `{runtime.config.backend}` · model `{runtime.config.model}`"]
@@ -140,44 +153,6 @@ def banner_text(runtime: Runtime, session: ChatSession | None = None) -> str:
     )
 
 
-SPACE_COPY = (
-    "Want it private, on your own key? **Duplicate this Space** (button above), then add your "
-    "`OPENAI_API_KEY` as a secret in the copy's settings."
-)
-
-
-def space_banner(runtime: Runtime, text: str) -> str:
-    """The banner with this app's limits, and on a Space how to get a private copy."""
-    settings = runtime.settings
-    limits = describe(settings.rate_limits, settings.daily_requests) if runtime.live else ""
-    if runtime.live and settings.max_output_tokens:
-        limits = ", ".join(p for p in (limits, f"answers up to {settings.max_output_tokens} tokens") if p)
-    if limits:
-        text += f" · limits: {limits}"
-    return f"{text}\n\n{SPACE_COPY}" if on_space() else text
-
-
-def signed_in(request: Any) -> dict[str, Any] | None:
-    """The Hugging Face user signed in with Gradio's OAuth (kept in its session cookie)."""
-    scope = getattr(getattr(request, "request", None), "scope", None)
-    session = scope.get("session") if isinstance(scope, dict) else None
-    info = session.get("oauth_info") if isinstance(session, dict) else None
-    if not isinstance(info, dict):
-        return None
-    expires = info.get("expires_at")
-    if isinstance(expires, (int, float)) and expires < time.time():
-        return None
-    user = info.get("userinfo")
-    return user if isinstance(user, dict) else None
-
-
-def sign_in_offered(runtime: Runtime) -> bool:
-    """A Sign-in button when only listed users may chat, or when the Space has OAuth
-    (``hf_oauth: true`` gives it ``OAUTH_CLIENT_ID``): then limits count per user."""
-    settings = runtime.settings
-    return runtime.live and bool(settings.allowed_users or settings.allowed_orgs or os.environ.get("OAUTH_CLIENT_ID"))
-
-
 def _role(message: Any) -> Any:
     return message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
 
@@ -195,6 +170,7 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         start_dataset_sync(runtime)
     except Exception as exc:  # the chat works without it
         log.warning("could not start the dataset upload of recordings: %s", exc)
+    warn_if_unprotected(runtime)
     first = runtime.recordings[0] if runtime.recordings else None
     settings = runtime.settings
     guard = Guard(settings.rate_limits, settings.daily_requests, AllowList(settings.allowed_users, settings.allowed_orgs))
@@ -206,10 +182,7 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         if not runtime.live or not guard.active or not message.strip():
             return None
         profile = signed_in(request)
-        user = profile.get("preferred_username") if profile else getattr(request, "username", None)
-        headers = getattr(request, "headers", None) or {}
-        client = getattr(request, "client", None)
-        visitor = visitor_key(user, getattr(client, "host", None), headers.get("x-forwarded-for"), trust_forwarded=on_space())
+        visitor = visitor_of(request, profile)
         refused = guard.admit(visitor, profile)
         if refused is not None:
             log.info("refused a message from %s: %s", visitor.split(":")[0], refused.reason)
@@ -248,10 +221,8 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             if session.recorder is not None and session.recorder.turns > (begun if session.recorder is writer else 0):
                 slot.recorded_turns[position] = (session.recorder, session.recorder.turns - 1)
         past = session.player.match(message, position) if session.player is not None and not runtime.live else None
-        if past is not None and past.feedback is not None and value is not None:
-            messages = [{"role": "assistant", "content": value}] if isinstance(value, str) else list(value)
-            title = "👍 Liked when it was recorded" if past.feedback == "like" else "👎 Disliked when it was recorded"
-            yield [*messages, {"role": "assistant", "content": "", "metadata": {"title": title, "status": "done"}}]
+        if past is not None and past.feedback is not None and value is not None:  # replay shows the recorded vote
+            yield with_past_vote(value, past.feedback)
 
     async def on_load(slot: SessionSlot, request: gr.Request) -> None:
         session = slot.get(runtime)
@@ -288,7 +259,7 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
 
     with gr.Blocks(title=config.ui.title, fill_height=True) as demo:
         slot = gr.State(SessionSlot, delete_callback=discard)
-        banner = gr.Markdown(space_banner(runtime, banner_text(runtime)), elem_classes="streamchat-banner", elem_id="mode-banner")
+        banner = gr.Markdown(banner_text(runtime), elem_classes="streamchat-banner", elem_id="mode-banner")
         if on_space() or sign_in_offered(runtime):
             with gr.Row():
                 if sign_in_offered(runtime):
@@ -349,7 +320,7 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             def on_record(value: bool, slot: SessionSlot) -> str:
                 session = slot.get(runtime)
                 session.record = bool(value) and runtime.settings.record_dir is not None
-                return space_banner(runtime, banner_text(runtime, session))
+                return banner_text(runtime, session)
 
             async def refresh_download(slot: SessionSlot) -> Any:
                 """Offer the session's file as it is once the running turn has ended
@@ -381,12 +352,12 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                 session = slot.get(runtime)
                 await session.reset(recording=name, speed=value)
                 prompts: list[Any] = [{"text": p} for p in _examples(runtime, name)]
-                return gr.Chatbot(value=[], examples=prompts), [], space_banner(runtime, banner_text(runtime, session))
+                return gr.Chatbot(value=[], examples=prompts), [], banner_text(runtime, session)
 
             async def on_speed(value: float, slot: SessionSlot) -> str:
                 session = slot.get(runtime)
                 session.set_speed(value)
-                return space_banner(runtime, banner_text(runtime, session))
+                return banner_text(runtime, session)
 
             picker.change(on_pick, [picker, speed, slot], [chat.chatbot, chat.chatbot_state, banner], api_visibility="private")
             speed.change(on_speed, [speed, slot], [banner], api_visibility="private")

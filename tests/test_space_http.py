@@ -25,7 +25,7 @@ from streamchat.guard import parse_limits
 from streamchat.recording import RecordingWriter, header, load_recording
 from streamchat.replayapi import Script
 from streamchat.session import Runtime, make_client
-from streamchat.spaces import FeedbackLog
+from streamchat.spaces import FeedbackLog, warn_if_unprotected
 from streamchat.testing import synth
 from streamchat.ui import CONCURRENCY_LIMIT, build_demo
 
@@ -318,3 +318,15 @@ def test_replay_shows_the_vote_a_recorded_answer_got(monkeypatch: pytest.MonkeyP
         assert "Yes, liked." in liked and "👍 Liked when it was recorded" in liked
         assert "👎 Disliked when it was recorded" in chat(url, "Disliked?")
         assert chat(url, "Unrated?") == "No vote."
+
+
+def test_a_live_space_without_limits_says_so_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    space = {"SPACE_ID": "someone/assistant"}
+    with caplog.at_level("WARNING", logger="streamchat"):
+        warn_if_unprotected(Runtime(make_settings("chat", url="http://127.0.0.1:9/v1")), space)
+        assert "no limits" in caplog.text and "public Space checklist" in caplog.text
+        caplog.clear()
+        limited = make_settings("chat", url="http://127.0.0.1:9/v1", rate_limits=parse_limits("5/minute"))
+        warn_if_unprotected(Runtime(limited), space)
+        warn_if_unprotected(Runtime(make_settings("chat", url="http://127.0.0.1:9/v1")), {})
+        assert caplog.text == ""
