@@ -208,6 +208,8 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             hint = " Or duplicate this Space and chat on your own key." if on_space() and refused.retry_after else ""
             yield refused.message + hint
             return
+        slot.local.discard(position)  # a place freed by undo or retry holds a new answer
+        slot.recorded_turns.pop(position, None)
         writer = session.recorder
         begun = writer.turns if writer is not None else 0
         value: Any = None
