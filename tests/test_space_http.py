@@ -1,7 +1,7 @@
 """A public Space over real HTTP: the app launched on 127.0.0.1 and driven by
 `gradio_client` (each client its own browser session, its address set by the
 ``X-Forwarded-For`` header the Spaces proxy adds), against the fake OpenAI server,
-whose log shows what reached the provider."""
+whose log shows what reached the provider; and the vote handler the page calls."""
 
 from __future__ import annotations
 
@@ -330,3 +330,30 @@ def test_a_live_space_without_limits_says_so_in_the_log(caplog: pytest.LogCaptur
         warn_if_unprotected(Runtime(limited), space)
         warn_if_unprotected(Runtime(make_settings("chat", url="http://127.0.0.1:9/v1")), {})
         assert caplog.text == ""
+
+
+async def test_a_vote_on_an_unrecorded_answer_goes_to_the_log_and_one_on_a_refusal_nowhere(fake: Fake, tmp_path: Path) -> None:
+    """The like handler itself (Gradio calls it with the chat and a ``LikeData``): a
+    chat whose recording is paused keeps its votes in the feedback log of the folder."""
+    import gradio as gr
+
+    from streamchat.ui import SessionSlot
+
+    runtime = Runtime(make_settings("chat", url=fake.url, record_dir=tmp_path))
+    demo = build_demo(runtime)
+    like = next(f.fn for f in demo.fns.values() if f.fn is not None and f.fn.__name__ == "on_like")
+    slot = SessionSlot()
+    history = [
+        {"role": "user", "content": "q0"},
+        {"role": "assistant", "content": "a0"},
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "⏳ limit"},
+    ]
+    slot.local.add(1)  # the second message was refused
+    await like(gr.LikeData(None, {"index": 1, "value": ["a0"], "liked": True}), history, slot)
+    await like(gr.LikeData(None, {"index": 3, "value": ["⏳ limit"], "liked": False}), history, slot)
+    await like(gr.LikeData(None, {"index": 1, "value": ["a0"], "liked": ""}), history, slot)
+    lines = [json.loads(line) for line in (tmp_path / "feedback" / "feedback.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(line["turn"], line["value"]) for line in lines] == [(0, "like"), (0, None)]
+    assert {line["session"] for line in lines} == {slot.feedback_id} and lines[0]["model"] == "test-model"
+    assert list(tmp_path.glob("*.jsonl")) == []  # no recording was started for it
