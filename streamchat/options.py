@@ -10,9 +10,11 @@ import argparse
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from .config import ConfigError, load_config
+from .guard import GuardConfigError, parse_limits, parse_names
 from .replay import MAX_GAP
 from .session import READ_TIMEOUT, Mode, Settings
 
@@ -31,11 +33,24 @@ ENV = {
     "read_timeout": "STREAMCHAT_READ_TIMEOUT",
 }
 
+GUARD_ENV = {
+    "max_output_tokens": "STREAMCHAT_MAX_OUTPUT_TOKENS",
+    "rate_limit": "STREAMCHAT_RATE_LIMIT",
+    "daily_requests": "STREAMCHAT_DAILY_REQUESTS",
+    "allowed_users": "STREAMCHAT_ALLOWED_USERS",
+    "allowed_orgs": "STREAMCHAT_ALLOWED_ORGS",
+}
+"""Variables only (for a public Space; docs/deploy-spaces.md)."""
+
 _EPILOG = """\
 environment:
   OPENAI_API_KEY            live mode; without it the app replays recordings
   OPENAI_BASE_URL           any OpenAI-compatible server (vLLM, Ollama, llama.cpp)
   GRADIO_SERVER_NAME/PORT   where the UI listens (default 127.0.0.1:7860)
+  STREAMCHAT_MAX_OUTPUT_TOKENS  cap every answer at this many tokens
+  STREAMCHAT_RATE_LIMIT     per-visitor limits, e.g. 10/minute,100/day
+  STREAMCHAT_DAILY_REQUESTS messages a day for the whole app
+  STREAMCHAT_ALLOWED_USERS/ORGS  only these Hugging Face users/orgs may chat
 """ + "".join(f"  {var:<25} same as --{name.replace('_', '-')}\n" for name, var in ENV.items())
 
 
@@ -83,6 +98,18 @@ def _number(value: str | float | None, name: str, default: float, *, positive: b
     return number
 
 
+def _count(value: str | None, name: str) -> int | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise ConfigError(f"{name}: expected a positive number, got {value!r}")
+    return number
+
+
 def settings_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[Settings, argparse.Namespace]:
     """Parse flags (falling back on environment variables) into settings.
 
@@ -116,5 +143,13 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
         speed=_number(pick("speed"), "--speed", 1.0),
         max_gap=_number(pick("max_gap"), "--max-gap", MAX_GAP, positive=True),
         read_timeout=_number(pick("read_timeout"), "--read-timeout", READ_TIMEOUT, positive=True),
+        max_output_tokens=_count(env.get(GUARD_ENV["max_output_tokens"]), GUARD_ENV["max_output_tokens"]),
+        daily_requests=_count(env.get(GUARD_ENV["daily_requests"]), GUARD_ENV["daily_requests"]),
+        allowed_users=parse_names(env.get(GUARD_ENV["allowed_users"])),
+        allowed_orgs=parse_names(env.get(GUARD_ENV["allowed_orgs"])),
     )
+    try:
+        settings = replace(settings, rate_limits=parse_limits(env.get(GUARD_ENV["rate_limit"])))
+    except GuardConfigError as exc:
+        raise ConfigError(f"{GUARD_ENV['rate_limit']}: {exc}") from None
     return settings, args

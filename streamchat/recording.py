@@ -56,6 +56,8 @@ class RecordedTurn:
     status: TurnStatus = "interrupted"
     """From the ``end`` object; a turn without one was cut off: interrupted."""
     duration: float = 0.0
+    feedback: str | None = None
+    """The last vote on the answer (``like`` or ``dislike``), from ``feedback`` lines."""
 
 
 @dataclass
@@ -259,6 +261,19 @@ class RecordingWriter:
             return
         self._write({"kind": "end", "turn": self._turn, "t": self._t(), "status": status})
 
+    @property
+    def turns(self) -> int:
+        """Turns begun in this file so far (the next one's index)."""
+        return self._turn + 1
+
+    def feedback(self, turn: int, value: str | None) -> bool:
+        """A visitor's vote on turn ``turn``'s answer (``like``, ``dislike``, or None for a
+        vote taken back); False when it cannot be written here (closed, stopped)."""
+        if self._file is None or self.stopped or not 0 <= turn <= self._turn:
+            return False
+        self._write({"kind": "feedback", "turn": turn, "value": value, "time": _now_iso()})
+        return not self.stopped
+
     def close(self) -> None:
         if self._file is not None:
             file, self._file = self._file, None
@@ -307,7 +322,7 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
             head = obj
             _check_header(head, name)
             continue
-        if kind not in ("turn", "event", "tool_output", "end"):
+        if kind not in ("turn", "event", "tool_output", "end", "feedback"):
             continue  # unknown kinds are skipped: newer writers may add some
         turn_no = obj.get("turn")
         if not isinstance(turn_no, int):
@@ -322,6 +337,10 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
         turn = turns.get(turn_no)
         if turn is None:
             problems.append(f"line {number}: {kind} for unknown turn {turn_no}, skipped")
+            continue
+        if kind == "feedback":  # a vote, written whenever it was given: no time offset
+            value = obj.get("value")
+            turn.feedback = value if value in ("like", "dislike") else None
             continue
         t = obj.get("t", 0.0)
         if not isinstance(t, (int, float)) or t < 0:

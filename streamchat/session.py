@@ -23,6 +23,7 @@ from .backends import BACKENDS, Backend, Conversation, TurnContext
 from .backends.base import NullTap, ToolCall, describe_error, redact
 from .config import Config
 from .events import StreamEvent
+from .guard import Limit
 from .recording import MAX_FOLDER_BYTES, RecordingWriter, header, new_recording_path
 from .replay import MAX_GAP, Library, Player
 from .replayapi import ReplayAPI
@@ -55,6 +56,13 @@ class Settings:
     coalesce: float = COALESCE_SECONDS
     read_timeout: float = READ_TIMEOUT
     max_retries: int = 2
+    max_output_tokens: int | None = None
+    """Sent on every provider request, in each API's own parameter (see backends/base.py)."""
+    rate_limits: tuple[Limit, ...] = ()
+    daily_requests: int | None = None
+    allowed_users: frozenset[str] = frozenset()
+    allowed_orgs: frozenset[str] = frozenset()
+    """Per-visitor limits, the app's daily cap and the allow-list (guard.py; the UI applies them)."""
 
 
 def make_client(settings: Settings) -> openai.AsyncOpenAI:
@@ -323,6 +331,7 @@ class ChatSession:
             recorder.begin_turn(message)
         queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
         ctx = TurnContext(tap=recorder or NullTap(), run_tool=self._tool_runner(message, position))
+        ctx.max_output_tokens = self.runtime.settings.max_output_tokens
         pump = asyncio.ensure_future(self._pump(backend, message, history, ctx, queue))
         interval = self.runtime.settings.coalesce
         last, dirty, ended = 0.0, False, False

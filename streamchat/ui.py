@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -23,8 +24,22 @@ from typing import Any
 import gradio as gr
 from gradio.context import LocalContext
 
+from .guard import AllowList, Guard, Refusal
+from .options import DEFAULT_RECORDINGS
+from .recording import RecordingWriter
 from .session import ChatSession, Runtime
-from .spaces import on_space, start_dataset_sync
+from .spaces import (
+    FEEDBACK_FILE,
+    FeedbackLog,
+    on_space,
+    sign_in_offered,
+    signed_in,
+    space_banner,
+    start_dataset_sync,
+    visitor_of,
+    warn_if_unprotected,
+    with_past_vote,
+)
 
 log = logging.getLogger("streamchat")
 
@@ -52,6 +67,11 @@ class SessionSlot:
         self.idle.set()
         self.stop = asyncio.Event()
         """Set by the Stop button: the running turn ends, marked as stopped."""
+        self.recorded_turns: dict[int, tuple[RecordingWriter, int]] = {}
+        """The chat's turns (by place) that a recording holds: where their votes go."""
+        self.local: set[int] = set()
+        """The chat's turns answered without the provider (refused): no vote on those."""
+        self.feedback_id = secrets.token_hex(8)
 
     def get(self, runtime: Runtime) -> ChatSession:
         if self.session is None:
@@ -102,6 +122,10 @@ def graceful_stop(demo: gr.Blocks, chat: gr.ChatInterface) -> None:
 
 
 def banner_text(runtime: Runtime, session: ChatSession | None = None) -> str:
+    return space_banner(runtime, mode_banner(runtime, session))
+
+
+def mode_banner(runtime: Runtime, session: ChatSession | None = None) -> str:
     settings = runtime.settings
     if runtime.live:
         parts = [f"🟢 **Live** · backend `{runtime.config.backend}` · model `{runtime.config.model}`"]
@@ -129,6 +153,10 @@ def banner_text(runtime: Runtime, session: ChatSession | None = None) -> str:
     )
 
 
+def _role(message: Any) -> Any:
+    return message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
+
+
 def _examples(runtime: Runtime, name: str | None) -> list[str]:
     if runtime.live or runtime.library is None or name is None:
         return list(runtime.config.ui.examples)
@@ -142,7 +170,23 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         start_dataset_sync(runtime)
     except Exception as exc:  # the chat works without it
         log.warning("could not start the dataset upload of recordings: %s", exc)
+    warn_if_unprotected(runtime)
     first = runtime.recordings[0] if runtime.recordings else None
+    settings = runtime.settings
+    guard = Guard(settings.rate_limits, settings.daily_requests, AllowList(settings.allowed_users, settings.allowed_orgs))
+    votes = FeedbackLog((settings.record_dir or DEFAULT_RECORDINGS) / FEEDBACK_FILE, runtime.record_lock)
+
+    def refusal(message: str, request: Any) -> Refusal | None:
+        """The guard's answer for a message that would reach the provider (live only:
+        a replay spends nothing)."""
+        if not runtime.live or not guard.active or not message.strip():
+            return None
+        profile = signed_in(request)
+        visitor = visitor_of(request, profile)
+        refused = guard.admit(visitor, profile)
+        if refused is not None:
+            log.info("refused a message from %s: %s", visitor.split(":")[0], refused.reason)
+        return refused
 
     def discard(slot: SessionSlot) -> None:
         slot.cleanup()
@@ -157,6 +201,18 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         request = LocalContext.request.get(None)
         if request is not None and request.session_hash:
             runtime.sessions[request.session_hash] = session
+        position = sum(1 for m in history if _role(m) == "user")
+        refused = refusal(message, request)
+        if refused is not None:  # answered at once; nothing reaches the provider
+            slot.local.add(position)
+            hint = " Or duplicate this Space and chat on your own key." if on_space() and refused.retry_after else ""
+            yield refused.message + hint
+            return
+        slot.local.discard(position)  # a place freed by undo or retry holds a new answer
+        slot.recorded_turns.pop(position, None)
+        writer = session.recorder
+        begun = writer.turns if writer is not None else 0
+        value: Any = None
         slot.idle.clear()
         slot.stop.clear()
         try:
@@ -164,6 +220,11 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                 yield value
         finally:
             slot.idle.set()
+            if session.recorder is not None and session.recorder.turns > (begun if session.recorder is writer else 0):
+                slot.recorded_turns[position] = (session.recorder, session.recorder.turns - 1)
+        past = session.player.match(message, position) if session.player is not None and not runtime.live else None
+        if past is not None and past.feedback is not None and value is not None:  # replay shows the recorded vote
+            yield with_past_vote(value, past.feedback)
 
     async def on_load(slot: SessionSlot, request: gr.Request) -> None:
         session = slot.get(runtime)
@@ -176,7 +237,23 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             await session.close()
 
     async def on_clear(slot: SessionSlot) -> None:
+        slot.recorded_turns.clear()
+        slot.local.clear()
+        slot.feedback_id = secrets.token_hex(8)
         await slot.get(runtime).reset()
+
+    async def on_like(data: gr.LikeData, history: list[Any], slot: SessionSlot) -> None:
+        """A thumb on an answer: into the chat's recording when it holds that turn, else
+        into the feedback log. Async, so it writes on the loop the turns write on."""
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        position = sum(1 for m in history[:index] if _role(m) == "user") - 1
+        if position < 0 or position in slot.local:
+            return
+        value = "like" if data.liked is True else "dislike" if data.liked is False else None
+        recorded = slot.recorded_turns.get(position)
+        if recorded is not None and recorded[0].feedback(recorded[1], value):
+            return
+        votes.add(slot.feedback_id, position, value, api=config.backend, model=config.model)
 
     async def on_stop(slot: SessionSlot) -> None:  # async: on the loop the turn's events live on
         if not slot.idle.is_set():
@@ -185,6 +262,12 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
     with gr.Blocks(title=config.ui.title, fill_height=True) as demo:
         slot = gr.State(SessionSlot, delete_callback=discard)
         banner = gr.Markdown(banner_text(runtime), elem_classes="streamchat-banner", elem_id="mode-banner")
+        if on_space() or sign_in_offered(runtime):
+            with gr.Row():
+                if sign_in_offered(runtime):
+                    gr.LoginButton(elem_id="sign-in", size="md", scale=0)
+                if on_space():
+                    gr.DuplicateButton(elem_id="duplicate", size="md", scale=0)
         picker = speed = record = download = None
         if runtime.live:
             with gr.Row(equal_height=True):
@@ -224,12 +307,15 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             examples=[[p, None] for p in examples] or None,
             concurrency_limit=CONCURRENCY_LIMIT,
             fill_height=True,
+            flagging_mode="never",  # votes go through on_like, into the recording
         )
         demo.load(on_load, [slot], None, api_visibility="private")
         demo.unload(on_unload)
         chat.chatbot.clear(on_clear, [slot], None, api_visibility="private")
         graceful_stop(demo, chat)
         chat.textbox.stop(on_stop, [slot], None, api_visibility="private", queue=False)
+        if runtime.live:
+            chat.chatbot.like(on_like, [chat.chatbot, slot], None, api_visibility="private")
 
         if record is not None and download is not None:
 

@@ -290,7 +290,8 @@ class AssistantsBackend(Backend):
             conv.thread_id = (await threads.create()).id
         thread_id = conv.thread_id
         await threads.messages.create(thread_id, role="user", content=message)
-        request: Any = threads.runs.with_streaming_response.create(thread_id, assistant_id=self.assistant_id, stream=True)
+        cap: Any = self.token_cap(ctx)  # the run's cap covers its tool rounds too
+        request: Any = threads.runs.with_streaming_response.create(thread_id, assistant_id=self.assistant_id, stream=True, **cap)
         file_names: dict[str, str] = {}  # found by a search in one stream, cited in a later one
         for round_ in range(ctx.max_rounds + 1):
             adapter = AssistantsAdapter(file_names)

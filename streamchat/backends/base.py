@@ -29,6 +29,7 @@ from ..events import StreamEvent, TurnStatus
 from ..sse import Api, RawEvent, SSEDecoder
 
 MAX_TOOL_ROUNDS = 8
+OPENAI_HOST = "api.openai.com"
 """Tool-loop rounds one user turn may take before it ends with a notice."""
 
 
@@ -79,6 +80,8 @@ class TurnContext:
     tap: Tap = field(default_factory=NullTap)
     run_tool: ToolRunner = no_tools
     max_rounds: int = MAX_TOOL_ROUNDS
+    max_output_tokens: int | None = None
+    """The answer's length cap, sent with each request (``Backend.token_cap``)."""
 
 
 @dataclass
@@ -141,6 +144,21 @@ class Backend(ABC):
 
     async def cancel(self, conv: Conversation) -> None:  # noqa: B027
         """Cancel the remote run in flight, where the API allows."""
+
+    def token_cap(self, ctx: TurnContext) -> dict[str, int]:
+        """Request parameters that cap the answer at ``ctx.max_output_tokens``, in this
+        API's own name: Responses ``max_output_tokens``; Assistants runs and Chat
+        Completions ``max_completion_tokens``. Chat also sends the older ``max_tokens``,
+        which compatible servers (vLLM, Ollama, llama.cpp) read, but not to OpenAI
+        itself, whose reasoning models refuse it."""
+        limit = ctx.max_output_tokens
+        if limit is None:
+            return {}
+        if self.api == "responses":
+            return {"max_output_tokens": limit}
+        if self.api == "chat" and self.client.base_url.host != OPENAI_HOST:
+            return {"max_completion_tokens": limit, "max_tokens": limit}
+        return {"max_completion_tokens": limit}
 
     @abstractmethod
     def turn(

@@ -144,6 +144,7 @@ class ChatBackend(Backend):
                 params["tools"] = tools
             if self.config.temperature is not None:
                 params["temperature"] = self.config.temperature
+            params.update(self.token_cap(ctx))
             adapter = ChatAdapter()
             stream = raw_events(self.client.chat.completions.with_streaming_response.create(**params), ctx.tap)
             async for raw in stream:

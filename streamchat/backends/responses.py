@@ -209,6 +209,7 @@ class ResponsesBackend(Backend):
                 params["include"] = ["code_interpreter_call.outputs"]  # logs and images are left out otherwise
             if self.config.temperature is not None:
                 params["temperature"] = self.config.temperature
+            params.update(self.token_cap(ctx))
             if conv.conversation_id:
                 params["conversation"] = conv.conversation_id
             elif conv.previous_response_id:
