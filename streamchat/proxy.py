@@ -138,9 +138,9 @@ class Recorder:
                 conversation.pending_user = _text_of(users[-1].get("content"))
             self._by_id[reply["id"]] = conversation
         elif len(parts) == 3 and parts[0] == "threads" and parts[2] == "messages" and body.get("role", "user") == "user":
-            conversation = self._by_id.get(parts[1])
-            if conversation is not None:
-                conversation.pending_user = _text_of(body.get("content"))
+            thread = self._by_id.get(parts[1])
+            if thread is not None:
+                thread.pending_user = _text_of(body.get("content"))
 
     # -- streaming requests ------------------------------------------------------------
 
@@ -328,7 +328,9 @@ class Proxy:
         method: str = scope["method"]
         path: str = scope["path"]
         headers = [
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if k.decode("latin-1").lower() not in _DROP_REQUEST
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k.decode("latin-1").lower() not in _DROP_REQUEST
         ]
         secret = self.api_key
         if self.api_key is not None:
@@ -350,7 +352,9 @@ class Proxy:
         if self.recorder is not None and api is not None and body.get("stream") is True:
             start = self.recorder.place(api, parts, body)
 
-        request = self._http().build_request(method, self._url(path, scope.get("query_string", b"")), headers=headers, content=raw)
+        request = self._http().build_request(
+            method, self._url(path, scope.get("query_string", b"")), headers=headers, content=raw
+        )
         try:
             response = await self._http().send(request, stream=True)
         except httpx2.HTTPError as exc:
@@ -358,7 +362,9 @@ class Proxy:
             await send({"type": "http.response.start", "status": 502, "headers": [(b"content-type", b"application/json")]})
             await send({"type": "http.response.body", "body": payload.encode()})
             return
-        out_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items() if k.lower() not in _DROP_RESPONSE]
+        out_headers = [
+            (k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items() if k.lower() not in _DROP_RESPONSE
+        ]
         streaming = response.headers.get("content-type", "").startswith("text/event-stream")
         writer = None
         if start is not None and response.status_code == 200 and streaming and self.recorder is not None:

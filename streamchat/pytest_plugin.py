@@ -30,7 +30,7 @@ import openai
 import pytest
 
 from .proxy import Proxy, Receive, Recorder, Send, ServedApp, serve_app, upstream_from_env
-from .recording import RecordedTurn, Recording, RecordingError, load_recording
+from .recording import RecordedTurn, RecordingError, load_recording
 from .replay import Player, normalize
 from .replayapi import ReplayAPI, Script, TurnRequest, _text_of
 from .serve import asgi_app
@@ -122,7 +122,10 @@ class RulePlayer(Player):
         return self.select(request.api, message, position, request.body.get("model"))
 
     def describe_miss(self, api: Api, user: str, position: int, model: Any, why: str = "") -> str:
-        prompts = [f"- {t.user} ({self.recording.api}, position {self.positions[t.index]}, model {self.models[t.index]})" for t in self.recording.turns]
+        prompts = [
+            f"- {t.user} ({self.recording.api}, position {self.positions[t.index]}, model {self.models[t.index]})"
+            for t in self.recording.turns
+        ]
         listed = "\n".join(prompts) or "(none)"
         return (
             f"streamchat: no recorded turn answers “{user.strip()[:200]}” ({api} API, position {position}, model {model}) "
@@ -237,18 +240,18 @@ class EpisodesRouter:
             return self._local(parts[1])
         if method == "POST" and parts == ["chat", "completions"]:
             messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-            users = [m for m in messages if m.get("role") == "user"]
-            if not users:
+            asked = [m for m in messages if m.get("role") == "user"]
+            if not asked:
                 return False
-            user = _text_of(users[-1].get("content"))
-            return self.player.select("chat", user, len(users) - 1, body.get("model")) is not None
+            text = _text_of(asked[-1].get("content"))
+            return self.player.select("chat", text, len(asked) - 1, body.get("model")) is not None
         if method == "POST" and parts == ["responses"]:
             ref = body.get("conversation")
             ref = (ref.get("id") if isinstance(ref, dict) else ref) or body.get("previous_response_id")
             if ref:
                 return self._local(ref)
             items = body.get("input")
-            user = items if isinstance(items, str) else None
+            user: str | None = items if isinstance(items, str) else None
             if isinstance(items, list):
                 users = [i for i in items if isinstance(i, dict) and i.get("role") == "user"]
                 user = _text_of(users[-1].get("content")) if users else None

@@ -13,7 +13,7 @@ from conftest import ROOT, TEST_KEY, Fake
 
 pytest_plugins = ["pytester"]
 
-OUTSIDE_TESTS = '''
+OUTSIDE_TESTS = """
 import pytest
 
 
@@ -40,9 +40,9 @@ async def test_async_responses_stream(streamchat_replay):
     async with client.responses.stream(model="test-model", input="And to four?", previous_response_id=response_id) as stream:
         final = await stream.get_final_response()
     assert final.output_text == "Echo: And to four?"
-'''
+"""
 
-UNRECORDED = '''
+UNRECORDED = """
 import pytest
 
 
@@ -55,7 +55,7 @@ def test_new_prompt(streamchat_replay):
         "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
     except Exception:
         pass  # the code under test swallows the error: the test must still fail
-'''
+"""
 
 
 def dead_url() -> str:
@@ -147,7 +147,7 @@ def test_new_episodes_records_only_what_is_new(outside: pytest.Pytester, fake: F
     run(outside, "test_outside.py::test_sync_chat_stream", "--streamchat-record-mode=all").assert_outcomes(passed=1)
     outside.makepyfile(
         test_outside=OUTSIDE_TESTS
-        + '''
+        + """
 
 @pytest.mark.streamchat_recording("recordings/chat.jsonl")
 def test_two_prompts(streamchat_replay):
@@ -157,7 +157,7 @@ def test_two_prompts(streamchat_replay):
         )
         text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
         assert text == "Echo: " + prompt
-'''
+"""
     )
     fake.requests_seen.clear()
     run(outside, "test_outside.py::test_two_prompts", "--streamchat-record-mode=new_episodes").assert_outcomes(passed=1)
@@ -191,7 +191,7 @@ def test_matching_rule_model_and_position(outside: pytest.Pytester, fake: Fake, 
     monkeypatch.setenv("OPENAI_BASE_URL", fake.url)
     run(outside, "test_outside.py::test_sync_chat_stream", "--streamchat-record-mode=once").assert_outcomes(passed=1)
     outside.makepyfile(
-        test_rules='''
+        test_rules="""
 import pytest
 
 
@@ -215,7 +215,7 @@ def test_model_counts(streamchat_replay):
 def test_position_counts(streamchat_replay):
     history = [{"role": "user", "content": "Earlier"}, {"role": "assistant", "content": "ok"}]
     ask(streamchat_replay.client, "test-model", history + [{"role": "user", "content": "Hello there"}])
-'''
+"""
     )
     monkeypatch.setenv("OPENAI_BASE_URL", dead_url())
     result = run(outside, "test_rules.py")
@@ -245,7 +245,7 @@ def test_recorded_pace_with_speed(outside: pytest.Pytester, fake: Fake, monkeypa
     fake.responder = paced
     fake.core.speed = 1.0
     outside.makepyfile(
-        test_pace='''
+        test_pace="""
 import time
 import pytest
 
@@ -257,7 +257,7 @@ def test_pace(streamchat_replay, record_property):
     )
     times = [time.monotonic() for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
     print("SPREAD", times[-1] - times[0])
-'''
+"""
     )
     run(outside, "test_pace.py", "--streamchat-record-mode=once").assert_outcomes(passed=1)
     monkeypatch.setenv("OPENAI_BASE_URL", dead_url())
@@ -268,6 +268,10 @@ def test_pace(streamchat_replay, record_property):
         line = next(line for line in result.outlines if line.startswith("SPREAD") or "SPREAD" in line)
         return float(line.split("SPREAD")[1].split()[0])
 
-    recorded = [o["t"] for o in map(json.loads, Path(outside.path / "recordings/pace.jsonl").read_text().splitlines()) if o.get("kind") == "event"]
+    recorded = [
+        o["t"]
+        for o in map(json.loads, Path(outside.path / "recordings/pace.jsonl").read_text().splitlines())
+        if o.get("kind") == "event"
+    ]
     assert recorded[-1] - recorded[0] >= 0.15  # the proxy kept the server's pacing
     assert spread("--streamchat-speed=1") >= 0.1
