@@ -107,16 +107,16 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     recorder = Recorder(folder)
     proxy = serve_app(Proxy(server.url, recorder))
-    print(f"{args.runs} runs, {args.deltas} deltas, one every {args.step * 1000:g} ms (stream of {args.deltas * args.step:.2f} s)")
+    print(
+        f"{args.runs} runs, {args.deltas} deltas, one every {args.step * 1000:g} ms (stream of {args.deltas * args.step:.2f} s)"
+    )
     try:
-        for label, run in [("python", lambda url, prompt: python_run(url, prompt))] + (
-            [("node", lambda url, prompt: node_run(script, url, prompt, args.node_modules))]
-            if args.node_modules and shutil.which("node") and (args.node_modules / "openai").is_dir()
-            else []
-        ):
-            if label == "node":
-                script = folder / "bench.cjs"
-                script.write_text(NODE_SCRIPT)
+        script = folder / "bench.cjs"
+        script.write_text(NODE_SCRIPT)
+        clients = [("python", python_run)]
+        if args.node_modules and shutil.which("node") and (args.node_modules / "openai").is_dir():
+            clients.append(("node", lambda url, prompt: node_run(script, url, prompt, args.node_modules)))
+        for label, run in clients:
             run(server.url, "warm-up")
             run(proxy.url, "warm-up")
             direct, proxied = [], []
@@ -130,13 +130,15 @@ def main() -> int:
         recorder.close()
         paths = recorder.paths
         turns = sum(len(load_recording(p).turns) for p in paths)
-        source_, problems = load_source(folder)
+        source_, _ = load_source(folder)
         replayer = serve_in_thread(ReplayAPI(source_))
         try:
             replayed = python_run(replayer.url, "python run 0")[2]
         finally:
             replayer.stop()
-        print(f"recorded {turns} turns in {len(paths)} files; replay of 'python run 0' gives the same text: {replayed == ''.join(words)}")
+        print(
+            f"recorded {turns} turns in {len(paths)} files; replay of 'python run 0' gives the same text: {replayed == ''.join(words)}"
+        )
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
