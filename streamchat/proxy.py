@@ -112,6 +112,8 @@ class Recorder:
         self._by_id: dict[str, Conversation] = {}  # conversation, thread and response ids
         self._by_history: dict[tuple[str, ...], Conversation] = {}  # chat: user messages so far
         self._seq = itertools.count()
+        self.closed = False
+        """Set by ``close``: later streams are still forwarded, no longer recorded."""
 
     @property
     def paths(self) -> list[Path]:
@@ -206,6 +208,8 @@ class Recorder:
 
     def begin(self, start: StreamStart, secret: str | None) -> RecordingWriter | None:
         """The stream's answer is starting: open its turn (or go on with the open one)."""
+        if self.closed:
+            return None
         conversation = start.conversation
         if start.user is None and conversation.open_status is not None and conversation.writer is not None:
             writer = conversation.writer
@@ -236,7 +240,7 @@ class Recorder:
 
     def ended(self, start: StreamStart, status: TurnStatus, wants_tools: bool) -> None:
         conversation = start.conversation
-        if conversation.writer is None:
+        if conversation.writer is None or self.closed:
             return
         if wants_tools and status == "completed":
             conversation.open_status = status  # the client will send the tools' outputs
@@ -249,6 +253,7 @@ class Recorder:
         conversation.open_status = None
 
     def close(self) -> None:
+        self.closed = True
         for conversation in self.conversations:
             self.finish_open(conversation)
             if conversation.writer is not None:
@@ -377,6 +382,8 @@ class Proxy:
 
         def tap(chunk: bytes) -> None:
             if writer is not None and adapter is not None and start is not None:
+                if self.recorder is not None and self.recorder.closed:
+                    return  # the recording was closed under a stream still running
                 for event in decoder.feed(chunk) if chunk else decoder.flush():
                     writer.event(event)
                     adapter.handle(event)

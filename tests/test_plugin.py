@@ -4,6 +4,7 @@ the server out of reach."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import socket
 from pathlib import Path
@@ -77,8 +78,15 @@ def outside(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     return pytester
 
 
+def _installed() -> bool:
+    return any(ep.value == "streamchat.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11"))
+
+
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_inprocess("-p", "streamchat.pytest_plugin", "-p", "no:cacheprovider", *args)
+    """pytest in the outside project. Installed (``pip install -e``), the plugin comes from
+    its ``pytest11`` entry point as a user gets it; from a bare checkout it is named."""
+    plugin = () if _installed() else ("-p", "streamchat.pytest_plugin")
+    return pytester.runpytest_inprocess(*plugin, "-p", "no:cacheprovider", *args)
 
 
 def test_record_once_then_replay_offline(outside: pytest.Pytester, fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -77,7 +77,7 @@ def test_sdk_gets_the_same_text_through_the_proxy_and_it_replays(
     assert through == direct
     assert all(text.startswith("Answer to ") for text in direct)
 
-    recorder.close()
+    served.stop()  # waits for the proxy to finish its requests, then closes the recordings
     files = sorted(recorder.paths)
     assert len(files) == 2  # one Chat conversation, one Responses chain
     recordings = {load_recording(p).api: load_recording(p) for p in files}
@@ -103,7 +103,7 @@ def test_key_in_the_stream_is_redacted_in_the_file_but_forwarded_as_is(fake: Fak
     fake.responder = lambda req: text_script(req.api, f"the key is {TEST_KEY}", size=200)
     served, recorder = proxied
     assert chat_text(client(served.url), [{"role": "user", "content": "leak it"}]) == f"the key is {TEST_KEY}"
-    recorder.close()
+    served.stop()
     (path,) = recorder.paths
     text = path.read_text()
     assert TEST_KEY not in text and "[redacted]" in text
@@ -141,7 +141,7 @@ def test_tool_loop_is_one_turn_with_its_output(fake: Fake, proxied: tuple[Served
         {"role": "tool", "tool_call_id": "call_1", "content": "12:00 UTC"},
     ]
     assert chat_text(c, messages) == "It is noon."
-    recorder.close()
+    served.stop()
     (path,) = recorder.paths
     recording = load_recording(path)
     (turn,) = recording.turns
@@ -161,7 +161,7 @@ def test_assistants_thread_is_one_recording(fake: Fake, proxied: tuple[ServedApp
                 "".join(part.text.value for m in stream.get_final_messages() for part in m.content if part.type == "text")
             )
     assert texts == ["Echo: First question", "Echo: Second question"]
-    recorder.close()
+    served.stop()
     (path,) = recorder.paths
     recording = load_recording(path)
     assert recording.api == "assistants" and [t.user for t in recording.turns] == ["First question", "Second question"]
@@ -187,7 +187,7 @@ def test_first_delta_passes_before_the_stream_ends_and_stop_reaches_upstream(
             break
         __import__("time").sleep(0.01)
     assert fake.core.disconnects()
-    recorder.close()
+    served.stop()
     (path,) = recorder.paths
     (turn,) = load_recording(path).turns
     assert turn.status == "cancelled"
@@ -197,7 +197,7 @@ def test_upstream_errors_are_forwarded_not_recorded(fake: Fake, proxied: tuple[S
     served, recorder = proxied
     with pytest.raises(openai.AuthenticationError):
         chat_text(client(served.url, "wrong-key"), [{"role": "user", "content": "hello"}])
-    recorder.close()
+    served.stop()
     assert recorder.paths == []
 
 
