@@ -1,6 +1,7 @@
 """Serve recordings as an OpenAI-compatible endpoint on 127.0.0.1.
 
     python -m streamchat.replay_server recordings/ [--port N] [--speed X] [--max-gap S]
+    python -m streamchat.replay_server DIR --record [--upstream URL]   (the recording proxy)
 
 Any OpenAI client, in any language, can then stream recorded answers offline: point its
 base URL at the printed address (any API key works). The Responses, Assistants and Chat
@@ -70,7 +71,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-gap", type=float, default=MAX_GAP, metavar="S", help=f"cap recorded silences at S seconds (default {MAX_GAP:g})"
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="record instead of replaying: forward every request to --upstream, stream each answer back as it "
+        "arrives, and write one recording per conversation in PATH (a folder)",
+    )
+    parser.add_argument(
+        "--upstream",
+        metavar="URL",
+        default=None,
+        help="with --record: the OpenAI-compatible base URL to forward to (default $OPENAI_BASE_URL, else the OpenAI API); "
+        "$OPENAI_API_KEY, when set, replaces the key clients send",
+    )
     return parser
+
+
+def record(args: argparse.Namespace) -> int:
+    """``--record``: the recording proxy (streamchat.proxy) on 127.0.0.1 until stopped."""
+    import os
+    import signal
+
+    from .proxy import Proxy, Recorder, serve_app, upstream_from_env
+
+    folder = Path(args.path)
+    if folder.exists() and not folder.is_dir():
+        print(f"error: {folder}: --record writes a folder of recordings", file=sys.stderr)
+        return 2
+    upstream = args.upstream or upstream_from_env()
+    proxy = Proxy(upstream, Recorder(folder), api_key=os.environ.get("OPENAI_API_KEY"))
+    try:
+        running = serve_app(proxy, port=args.port)
+    except (OSError, RuntimeError) as exc:
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    print(f"Recording to {folder}/ what {upstream} streams", flush=True)
+    print(running.url, flush=True)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM closes the recordings as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()  # lifespan shutdown: every recording is closed
+    return 0
 
 
 def load_source(path: Path, max_gap: float = MAX_GAP) -> tuple[UnionSource, list[str]]:
@@ -90,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.speed < 0 or args.max_gap <= 0 or not 0 <= args.port < 65536:
         print("error: --speed must be >= 0, --max-gap > 0 and --port in 0..65535", file=sys.stderr)
         return 2
+    if args.record:
+        return record(args)
     try:
         source, problems = load_source(Path(args.path), args.max_gap)
     except RecordingError as exc:

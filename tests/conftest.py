@@ -19,6 +19,10 @@ from streamchat.testing import synth
 from streamchat.testing.faults import FaultScript, FaultyAPI
 from streamchat.transcript import Transcript
 
+# The project's own pytest plugin, from this checkout (pyproject's `-p no:streamchat` keeps
+# an installed copy's entry point from registering it twice).
+pytest_plugins = ["streamchat.pytest_plugin"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY = "sk-test-0000000000000000000000"
 
