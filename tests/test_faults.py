@@ -515,3 +515,27 @@ tools:
     assert turn.status == "interrupted"
     assert [len(s.events) for s in turn.streams] == [len(first), drop]
     assert list(turn.tool_outputs) == [call.call_id]
+
+
+async def test_responses_without_the_conversations_api_chain_previous_response_id(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that answers 404 to POST /conversations: the session chains each turn to
+    the previous response, and the server (which keeps that chain) places the second
+    message as the conversation's second turn."""
+    monkeypatch.setattr(fake.core, "conversations_api", False)
+    runtime = Runtime(make_settings("responses", url=fake.url))
+    session = runtime.new_session()
+    assert (await run_turn(session, "first"))[-1] == "Echo: first"
+    assert session.conv.conversation_id is None and session.conv.previous_response_id
+    first_id = session.conv.previous_response_id
+    history = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "Echo: first"}]
+    assert (await run_turn(session, "second", history))[-1] == "Echo: second"
+    assert [r.path for r in fake.core.requests("POST", "/conversations")] == ["/conversations"]
+    first, second = fake.core.requests("POST", "/responses")
+    assert "conversation" not in first.body and "previous_response_id" not in first.body
+    assert "conversation" not in second.body and second.body["previous_response_id"] == first_id
+    assert [(r.user, r.position) for r in fake.requests_seen] == [("first", 0), ("second", 1)]
+    assert fake.core.live_objects("conversation") == []
+    await session.close()
+    await close(runtime)
