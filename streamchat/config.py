@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -229,7 +230,7 @@ def parse_config(text: str, *, origin: str = "config", base: Path | None = None)
             description=ui_raw.get("description", ""),
             examples=tuple(examples),
         ),
-        replay=(base or Path()) / replay if replay else None,
+        replay=Path(os.path.normpath((base or Path()) / replay)) if replay else None,
         source_text=text,
     )
 

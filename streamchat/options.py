@@ -59,7 +59,6 @@ environment:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="streamchat",
         description="Stream an assistant's reply into a Gradio chat; record and replay provider event streams.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
