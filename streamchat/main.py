@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_cli(runtime)
     demo = build(runtime)
-    from .ui import CONCURRENCY_LIMIT
+    from .ui import CONCURRENCY_LIMIT, CSS
 
     runtime.run_outside("start")
 
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Gradio's queue runs at most `max_threads` events at once (default 40), whatever
         # the concurrency limits say: without this, stream 41 waits for one of 40 to end.
-        demo.launch(max_threads=CONCURRENCY_LIMIT)
+        demo.launch(max_threads=CONCURRENCY_LIMIT, css=CSS)
     finally:
         runtime.run_outside("shutdown")
     return 0

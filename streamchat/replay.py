@@ -19,7 +19,6 @@ from .recording import SUFFIX, RecordedTurn, Recording, RecordingError, load_rec
 from .replayapi import Script, TurnRequest
 from .sse import RawEvent
 
-
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
