@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 
-from streamchat.main import main, module_demo
+from streamchat.main import main, module_app
 
 if __name__ == "__main__":
     sys.exit(main())
 
 # Imported (tests, hosts that look for `demo`): the app as the environment configures it.
-demo = module_demo()
+runtime, demo = module_app()

@@ -94,7 +94,7 @@ def _fail(exc: Exception) -> int:
     return 2
 
 
-def module_demo() -> gr.Blocks:
+def module_app() -> tuple[Runtime, gr.Blocks]:
     """The app for ``import app`` (tests, hosts that import ``demo``): configured from the
     environment only; a bad setting exits 2 with one line, as ``python app.py`` does."""
     setup_logging()
@@ -102,7 +102,7 @@ def module_demo() -> gr.Blocks:
         runtime, _ = prepare([])
     except (ConfigError, RecordingError) as exc:
         sys.exit(_fail(exc))
-    return build(runtime)
+    return runtime, build(runtime)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
