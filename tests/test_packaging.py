@@ -70,6 +70,12 @@ def test_no_module_edits_sys_path() -> None:
     assert offenders == []
 
 
+@pytest.mark.parametrize("module", ["bench.run", "bench.replay_timing"])
+def test_benchmarks_run_as_modules_from_the_checkout(module: str) -> None:
+    result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
+
+
 def test_mypy_covers_the_app_scripts_and_benchmarks() -> None:
     assert set(PYPROJECT["tool"]["mypy"]["files"]) >= {"streamchat", "app.py", "scripts", "bench"}
 
