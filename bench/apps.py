@@ -92,7 +92,7 @@ class AppProcess:
         deadline = self.started + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.proc.args} exited with {self.proc.returncode}; see {self._log.name}")
+                raise RuntimeError(f"{self.proc.args!r} exited with {self.proc.returncode}; see {self._log.name}")
             try:
                 with urllib.request.urlopen(self.url, timeout=2) as response:
                     if response.status == 200:
@@ -101,7 +101,7 @@ class AppProcess:
             except OSError:
                 pass
             time.sleep(0.02)
-        raise TimeoutError(f"{self.proc.args} did not answer in {timeout} s")
+        raise TimeoutError(f"{self.proc.args!r} did not answer in {timeout} s")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -1,7 +1,7 @@
 """How much later the first and the last delta reach a client through the recording
 proxy than directly from the server (issue 12: a few tens of milliseconds at most).
 
-    python bench/proxy.py [--runs 20] [--deltas 200] [--step 0.01] [--node-modules DIR]
+    python -m bench.proxy [--runs 20] [--deltas 200] [--step 0.01] [--node-modules DIR]
 
 A fake server on 127.0.0.1 streams a Chat Completions answer of ``--deltas`` deltas, one
 every ``--step`` seconds (recorded pace); each run asks it once directly and once through
@@ -23,18 +23,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import openai
 
-import openai  # noqa: E402
-
-from streamchat.proxy import Proxy, Recorder, serve_app  # noqa: E402
-from streamchat.recording import load_recording  # noqa: E402
-from streamchat.replay_server import load_source  # noqa: E402
-from streamchat.replayapi import ReplayAPI, TurnRequest  # noqa: E402
-from streamchat.serve import serve_in_thread  # noqa: E402
-from streamchat.testing import synth  # noqa: E402
-from streamchat.testing.faults import FaultScript, FaultyAPI  # noqa: E402
+from streamchat.proxy import Proxy, Recorder, serve_app
+from streamchat.recording import load_recording
+from streamchat.replay_server import load_source
+from streamchat.replayapi import ReplayAPI, Script, TurnRequest
+from streamchat.serve import serve_in_thread
+from streamchat.testing import synth
+from streamchat.testing.faults import FaultScript, FaultyAPI
 
 NODE_SCRIPT = r"""
 const OpenAI = require("openai");
@@ -79,8 +76,8 @@ def node_run(script: Path, url: str, prompt: str, modules: Path) -> tuple[float,
 def summary(label: str, direct: list[tuple[float, float, str]], proxied: list[tuple[float, float, str]]) -> None:
     same = all(d[2] == p[2] for d, p in zip(direct, proxied, strict=True))
     for i, name in ((0, "first delta"), (1, "last delta")):
-        d = [r[i] * 1000 for r in direct]
-        p = [r[i] * 1000 for r in proxied]
+        d = [float(r[i]) * 1000 for r in direct]
+        p = [float(r[i]) * 1000 for r in proxied]
         extra = sorted(b - a for a, b in zip(d, p, strict=True))
         p95 = extra[min(len(extra) - 1, round(0.95 * (len(extra) - 1)))]
         print(
@@ -100,7 +97,7 @@ def main() -> int:
 
     words = [f"w{i} 😀 " if i % 7 == 0 else f"word{i} " for i in range(args.deltas)]
 
-    def source(req: TurnRequest) -> FaultScript:
+    def source(request: TurnRequest) -> Script:
         return FaultScript(events=synth.timed(synth.chat_stream(words), step=args.step))
 
     server = serve_in_thread(FaultyAPI(source, speed=1.0))

@@ -3,7 +3,7 @@
 for every event, when the client decoded its bytes against when it was scheduled
 (turn start + capped offset / speed).
 
-    python bench/replay_timing.py [RECORDING] [--speed X]
+    python -m bench.replay_timing [RECORDING] [--speed X]
 
 Prints p50/p95/max timing error in ms and writes bench/results/replay_timing.json.
 Target: p95 under 10 ms.
@@ -22,17 +22,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from streamchat.backends import BACKENDS
+from streamchat.backends.base import Conversation, ToolCall, TurnContext
+from streamchat.config import load_config
+from streamchat.recording import load_recording
+from streamchat.replay import Player
+from streamchat.replayapi import ReplayAPI, Script, TurnRequest
+from streamchat.session import replay_client
+from streamchat.sse import RawEvent
 
-from streamchat.backends import BACKENDS  # noqa: E402
-from streamchat.backends.base import Conversation, ToolCall, TurnContext  # noqa: E402
-from streamchat.config import load_config  # noqa: E402
-from streamchat.recording import load_recording  # noqa: E402
-from streamchat.replay import Player  # noqa: E402
-from streamchat.replayapi import ReplayAPI, Script, TurnRequest  # noqa: E402
-from streamchat.session import replay_client  # noqa: E402
-from streamchat.sse import RawEvent  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT = ROOT / "recordings" / "04-markdown-long.jsonl"
 RESULTS = ROOT / "bench" / "results" / "replay_timing.json"

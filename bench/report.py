@@ -172,7 +172,7 @@ def render(results: dict[str, Any]) -> str:
     meta = results.get("meta", {})
     load = meta.get("load_before")
     parts.append(
-        f"`{meta.get('command', 'python bench/run.py')}` · {meta.get('started', '')} · Python {meta.get('python', '')} · "
+        f"`{meta.get('command', 'python -m bench.run')}` · {meta.get('started', '')} · Python {meta.get('python', '')} · "
         f"{meta.get('cpus', '?')} CPUs · load average before {load[0]:.1f} · {meta.get('seconds', 0):.0f} s"
         if load
         else f"`{meta.get('command', '')}`"

@@ -1,9 +1,9 @@
 """The benchmark: this app beside ``gr.load_chat`` and the ``llm_openai`` demo pattern.
 
-    python bench/run.py            # everything (about 10 minutes on 2 cores)
-    python bench/run.py --quick    # tiny sizes: proves the harness works, figures mean little
-    python bench/run.py --only pipeline,fidelity
-    python bench/run.py --doc docs/performance.md   # and put the tables in the doc
+    python -m bench.run            # everything (about 10 minutes on 2 cores)
+    python -m bench.run --quick    # tiny sizes: proves the harness works, figures mean little
+    python -m bench.run --only pipeline,fidelity
+    python -m bench.run --doc docs/performance.md   # and put the tables in the doc
 
 Prints the tables and a PASS/MISS line per target, and writes every figure to
 bench/results/latest.json. What each measurement is: docs/performance.md.
@@ -23,12 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench import inproc, report, through_app
+from bench.apps import APP_TARGETS, TARGETS, AppProcess, Target, start_targets, startup
 
-from bench import inproc, report, through_app  # noqa: E402
-from bench.apps import APP_TARGETS, TARGETS, AppProcess, Target, start_targets, startup  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RESULTS = ROOT / "bench" / "results"
 SECTIONS = ("pipeline", "concurrency", "fidelity", "memory", "browser")
@@ -227,7 +225,7 @@ def main(argv: list[str] | None = None, *, emit: Callable[[str], None] = print) 
     log_dir = args.out.parent / "logs"
     results: dict[str, Any] = {
         "meta": {
-            "command": "python bench/run.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
+            "command": "python -m bench.run" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip(),
             "quick": args.quick,
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "python": platform.python_version(),

@@ -4,7 +4,7 @@ They cannot be captured from the live API here, so they are made up in the exact
 format of each API (``streamchat.testing.synth``) and their header says ``source: synthetic``.
 The output is deterministic: tests regenerate it and compare with the files.
 
-    python scripts/make_recordings.py [OUT_DIR]
+    python -m scripts.make_recordings [OUT_DIR]
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from streamchat.testing import synth
+from streamchat.tools import format_result, load_handler
 
-from streamchat.testing import synth  # noqa: E402
-from streamchat.tools import format_result, load_handler  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CREATED = "2026-11-25T00:00:00Z"
 MODEL = "gpt-5-mini"
@@ -32,7 +31,7 @@ def lines(api: str, title: str, description: str, turns: list[Turn]) -> list[dic
 
 def text_turn(api: str, user: str, answer: str, *, seed: int, start: float = 0.0, size: int = 4, **kw: Any) -> Turn:
     deltas = synth.split_text(answer, size)
-    builder = {"responses": synth.responses_stream, "assistants": synth.assistants_stream, "chat": synth.chat_stream}[api]
+    builder: Any = {"responses": synth.responses_stream, "assistants": synth.assistants_stream, "chat": synth.chat_stream}[api]
     return Turn(user, [synth.paced(builder(deltas, **kw), start=start, seed=seed)])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -18,6 +19,25 @@ import yaml
 from .sse import APIS, Api
 
 BUILTIN_TOOL_TYPES = ("code_interpreter", "file_search", "web_search")
+
+_Types = type | tuple[type, ...]
+BUILTIN_TOOL_OPTIONS: dict[str, dict[str, dict[str, _Types]]] = {
+    # built-in tool → backend that runs it → the options it takes there, and their types.
+    # A backend missing here has no such tool: the app refuses to start rather than
+    # drop it silently (the Chat Completions API has no built-in tools at all).
+    "code_interpreter": {
+        "responses": {"container": (str, dict)},
+        "assistants": {"file_ids": list},  # sent as the assistant's tool_resources
+    },
+    "file_search": {
+        "responses": {"vector_store_ids": list, "max_num_results": int, "ranking_options": dict, "filters": dict},
+        "assistants": {"vector_store_ids": list, "max_num_results": int, "ranking_options": dict},
+    },
+    "web_search": {
+        "responses": {"search_context_size": str, "user_location": dict, "filters": dict},
+    },
+}
+REQUIRED_TOOL_OPTIONS = {("file_search", "responses"): ("vector_store_ids",)}
 
 
 class ConfigError(ValueError):
@@ -63,6 +83,8 @@ class Config:
     assistant_id: str | None = None
     tools: tuple[ToolSpec, ...] = ()
     ui: UISettings = UISettings()
+    replay: Path | None = None
+    """The recording (file or folder) to replay when there is no key and no ``--replay``."""
     source_text: str = ""
     """The YAML as read, kept for the digest a recording's header carries."""
 
@@ -77,6 +99,7 @@ class Config:
         if backend:
             if backend not in APIS:
                 raise ConfigError(f"backend: expected one of {', '.join(APIS)}, got {backend!r}")
+            check_builtin_tools(out.tools, cast(Api, backend))
             out = replace(out, backend=cast(Api, backend))
         if model:
             out = replace(out, model=model)
@@ -92,6 +115,7 @@ _TOP_KEYS = {
     "assistant_id": str,
     "tools": list,
     "ui": dict,
+    "replay": str,
 }
 _REQUIRED = ("name", "instructions", "model")
 _UI_KEYS = {"title": str, "description": str, "examples": list}
@@ -105,7 +129,7 @@ _FUNCTION_KEYS = {
 }
 
 
-def _type_name(t: type | tuple[type, ...]) -> str:
+def _type_name(t: _Types) -> str:
     names = {str: "a string", int: "a number", float: "a number", list: "a list", dict: "a mapping"}
     if isinstance(t, tuple):
         return names[t[0]]
@@ -131,6 +155,10 @@ def _tool(raw: Any, i: int) -> ToolSpec:
     kind = raw.get("type", "function")
     if kind in BUILTIN_TOOL_TYPES:
         options = {k: v for k, v in raw.items() if k != "type"}
+        known: dict[str, _Types] = {"type": str}
+        for by_backend in BUILTIN_TOOL_OPTIONS[kind].values():
+            known.update(by_backend)
+        _check(raw, known, f"{where}.")
         return ToolSpec(type=kind, name=kind, options=options)
     if kind != "function":
         allowed = ", ".join(("function", *BUILTIN_TOOL_TYPES))
@@ -154,7 +182,8 @@ def _tool(raw: Any, i: int) -> ToolSpec:
     )
 
 
-def parse_config(text: str, *, origin: str = "config") -> Config:
+def parse_config(text: str, *, origin: str = "config", base: Path | None = None) -> Config:
+    """Validate a config's text; ``base`` is the folder relative paths (``replay``) start from."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -184,6 +213,10 @@ def parse_config(text: str, *, origin: str = "config") -> Config:
     for name in names:
         if names.count(name) > 1:
             raise ConfigError(f"tools: the name {name!r} is used twice")
+    check_builtin_tools(tools, backend)
+    replay = raw.get("replay")
+    if replay is not None and not replay:
+        raise ConfigError("replay: expected the path of a recording file or folder, got an empty string")
     return Config(
         name=raw["name"],
         instructions=raw["instructions"],
@@ -197,8 +230,30 @@ def parse_config(text: str, *, origin: str = "config") -> Config:
             description=ui_raw.get("description", ""),
             examples=tuple(examples),
         ),
+        replay=Path(os.path.normpath((base or Path()) / replay)) if replay else None,
         source_text=text,
     )
+
+
+def check_builtin_tools(tools: tuple[ToolSpec, ...], backend: Api) -> None:
+    """Refuse, in one line naming the tool and the backend, a built-in tool (or one of
+    its options) the backend's API does not have, rather than drop it silently."""
+    for i, tool in enumerate(tools):
+        if tool.type not in BUILTIN_TOOL_OPTIONS:
+            continue
+        allowed = BUILTIN_TOOL_OPTIONS[tool.type].get(backend)
+        if allowed is None:
+            where = [b for b in APIS if b in BUILTIN_TOOL_OPTIONS[tool.type]]
+            raise ConfigError(
+                f"tools[{i}]: the {backend} backend has no built-in {tool.type} tool (use backend: {' or '.join(where)},"
+                " or remove the tool)"
+            )
+        for key in tool.options:
+            if key not in allowed:
+                raise ConfigError(f"tools[{i}].{key}: not an option of {tool.type} on the {backend} backend")
+        for key in REQUIRED_TOOL_OPTIONS.get((tool.type, backend), ()):
+            if not tool.options.get(key):
+                raise ConfigError(f"tools[{i}].{key}: required for {tool.type} on the {backend} backend")
 
 
 def load_config(path: str | Path) -> Config:
@@ -209,4 +264,4 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"config: file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config: cannot read {path}: {exc}") from None
-    return parse_config(text, origin=str(path))
+    return parse_config(text, origin=str(path), base=path.parent)

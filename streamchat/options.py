@@ -2,6 +2,9 @@
 
 Every flag has an environment variable, for hosts that run ``python app.py`` bare
 (Hugging Face Spaces take configuration as variables). A flag wins over its variable.
+
+Light on purpose: nothing here imports Gradio or the `openai` SDK before the flags and
+the config are checked, so ``--help`` and a bad value answer at once.
 """
 
 from __future__ import annotations
@@ -12,15 +15,30 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from .config import ConfigError, load_config
+from .defaults import MAX_GAP, READ_TIMEOUT
 from .guard import GuardConfigError, parse_limits, parse_names
-from .replay import MAX_GAP
-from .session import READ_TIMEOUT, Mode, Settings
+
+if TYPE_CHECKING:
+    from .session import Mode, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = ROOT / "assistant_config.yaml"
-DEFAULT_RECORDINGS = ROOT / "recordings"
+
+
+def _bundled(name: str) -> Path:
+    """A file of the checkout (``python app.py``, an editable install), else the copy
+    an installed wheel carries in ``streamchat/data/``."""
+    here = ROOT / name
+    return here if here.exists() else Path(__file__).resolve().parent / "data" / name
+
+
+DEFAULT_CONFIG = _bundled("assistant_config.yaml")
+DEFAULT_RECORDINGS = _bundled("recordings")
+DEFAULT_SERVER = "api.openai.com"
+"""Shown as the live server when ``OPENAI_BASE_URL`` is not set (the SDK's default)."""
 
 ENV = {
     "config": "STREAMCHAT_CONFIG",
@@ -56,7 +74,6 @@ environment:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="app.py",
         description="Stream an assistant's reply into a Gradio chat; record and replay provider event streams.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -71,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="record every live turn to a new JSON Lines file in DIR (default DIR: recordings/)",
     )
-    parser.add_argument("--replay", metavar="PATH", help="replay a recording file or folder instead of calling the API")
+    parser.add_argument(
+        "--replay",
+        metavar="PATH",
+        help="replay a recording file or folder instead of calling the API (default without a key: the config's"
+        " `replay` recording, else recordings/)",
+    )
     parser.add_argument(
         "--speed", type=float, metavar="X", help="replay speed: 1 = as recorded, 0 = as fast as possible (default 1)"
     )
@@ -113,7 +135,8 @@ def _count(value: str | None, name: str) -> int | None:
 def settings_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[Settings, argparse.Namespace]:
     """Parse flags (falling back on environment variables) into settings.
 
-    Raises ``ConfigError`` naming the flag or key for any bad value.
+    Raises ``ConfigError`` naming the flag or key for any bad value. ``args.replay_source``
+    says what chose replay: ``--replay``, ``STREAMCHAT_REPLAY``, ``config`` or None.
     """
     env = os.environ if env is None else env
     args = build_parser().parse_args(list(argv))
@@ -126,13 +149,21 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
     config = config.with_overrides(backend=pick("backend"), model=pick("model"))
     api_key = env.get("OPENAI_API_KEY") or None
     replay = pick("replay")
+    args.replay_source = None if replay is None else "--replay" if args.replay is not None else ENV["replay"]
     record = pick("record")
     if record is not None and record.lower() in ("1", "true", "yes", "on"):
         record = str(DEFAULT_RECORDINGS)
     if record is not None and record.lower() in ("0", "false", "no", "off"):
         record = None
     mode: Mode = "live" if api_key and not replay else "replay"
+    if mode == "replay" and replay is None and config.replay is not None:
+        replay, args.replay_source = str(config.replay), "config"
     replay_path = Path(replay) if replay else (DEFAULT_RECORDINGS if mode == "replay" else None)
+    speed = _number(pick("speed"), "--speed", 1.0)
+    max_gap = _number(pick("max_gap"), "--max-gap", MAX_GAP, positive=True)
+    read_timeout = _number(pick("read_timeout"), "--read-timeout", READ_TIMEOUT, positive=True)
+    from .session import Settings  # the SDK loads only once the flags and the config are good
+
     settings = Settings(
         config=config,
         mode=mode,
@@ -140,9 +171,9 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
         base_url=env.get("OPENAI_BASE_URL") or None,
         record_dir=Path(record) if record and mode == "live" else None,
         replay_path=replay_path,
-        speed=_number(pick("speed"), "--speed", 1.0),
-        max_gap=_number(pick("max_gap"), "--max-gap", MAX_GAP, positive=True),
-        read_timeout=_number(pick("read_timeout"), "--read-timeout", READ_TIMEOUT, positive=True),
+        speed=speed,
+        max_gap=max_gap,
+        read_timeout=read_timeout,
         max_output_tokens=_count(env.get(GUARD_ENV["max_output_tokens"]), GUARD_ENV["max_output_tokens"]),
         daily_requests=_count(env.get(GUARD_ENV["daily_requests"]), GUARD_ENV["daily_requests"]),
         allowed_users=parse_names(env.get(GUARD_ENV["allowed_users"])),
@@ -153,3 +184,39 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
     except GuardConfigError as exc:
         raise ConfigError(f"{GUARD_ENV['rate_limit']}: {exc}") from None
     return settings, args
+
+
+def check_server_env(env: Mapping[str, str] | None = None) -> None:
+    """Where Gradio will listen: a bad ``GRADIO_SERVER_PORT`` is one line, not a traceback."""
+    env = os.environ if env is None else env
+    port = env.get("GRADIO_SERVER_PORT")
+    if port is None or port == "":
+        return
+    if not port.strip().isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"GRADIO_SERVER_PORT: expected a port number from 1 to 65535, got {port!r}")
+
+
+def server_label(base_url: str | None) -> str:
+    """``host:port`` (or ``host``) of the server a live app talks to, for people to read."""
+    if not base_url:
+        return DEFAULT_SERVER
+    parts = urlsplit(base_url if "//" in base_url else f"//{base_url}")
+    return parts.netloc.rpartition("@")[2] or base_url
+
+
+def startup_line(settings: Settings, replay_source: str | None, recordings: int = 0) -> str:
+    """One line for the console: replay or live, and why."""
+    config = settings.config
+    if settings.mode == "live":
+        record = f"; recording to {settings.record_dir}/" if settings.record_dir else ""
+        return (
+            f"live mode (OPENAI_API_KEY is set): {config.backend} backend at {server_label(settings.base_url)},"
+            f" model {config.model}{record}"
+        )
+    why = {
+        "--replay": "--replay was given",
+        ENV["replay"]: f"{ENV['replay']} is set",
+        "config": "no OPENAI_API_KEY is set; the config names its recording",
+    }.get(replay_source or "", "no OPENAI_API_KEY is set")
+    count = f"{recordings} recording{'' if recordings == 1 else 's'}"
+    return f"replay mode ({why}): {count} from {settings.replay_path}; answers come from recordings, not the API"

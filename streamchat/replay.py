@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backends.base import ToolCall
+from .defaults import MAX_GAP
 from .recording import SUFFIX, RecordedTurn, Recording, RecordingError, load_recording
 from .replayapi import Script, TurnRequest
 from .sse import RawEvent
-
-MAX_GAP = 2.0
-"""Seconds: a longer silence in a recording is shortened to this on replay."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 

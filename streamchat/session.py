@@ -22,6 +22,7 @@ from . import events as ev
 from .backends import BACKENDS, Backend, Conversation, TurnContext
 from .backends.base import NullTap, ToolCall, describe_error, redact
 from .config import Config
+from .defaults import READ_TIMEOUT
 from .events import StreamEvent
 from .guard import Limit
 from .recording import MAX_FOLDER_BYTES, RecordingWriter, header, new_recording_path
@@ -35,8 +36,6 @@ log = logging.getLogger("streamchat")
 
 COALESCE_SECONDS = 0.05
 """UI updates are sent at most this often (and always the last one)."""
-READ_TIMEOUT = 30.0
-"""Seconds without a byte before a stream counts as stalled."""
 
 Mode = Literal["live", "replay"]
 

@@ -52,30 +52,41 @@ class SSEDecoder:
     """
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._scanned = 0
+        """Bytes at the start of the buffer already known to hold no line end."""
         self._event: str | None = None
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[RawEvent]:
-        buf = self._buffer + chunk if self._buffer else chunk
+        # Linear in the line's length however it is cut: the chunk is appended in place
+        # and the search for a line end resumes where the last one gave up, so a 4 MiB
+        # line in 1 KiB chunks is not copied or scanned again per chunk.
+        buf = self._buffer
+        buf += chunk
         out: list[RawEvent] = []
         pos, size = 0, len(buf)
-        while pos < size:
-            nl = buf.find(b"\n", pos)
-            cr = buf.find(b"\r", pos, nl if nl != -1 else size)
+        start = self._scanned
+        while start < size:
+            nl = buf.find(b"\n", start)
+            cr = buf.find(b"\r", start, nl if nl != -1 else size)
             if cr != -1:
                 if cr + 1 == size:
-                    break  # a \r at the end may be half of \r\n: wait for more
+                    start = cr  # a \r at the end may be half of \r\n: wait for more
+                    break
                 end, nxt = cr, cr + (2 if buf[cr + 1] == 0x0A else 1)
             elif nl != -1:
                 end, nxt = nl, nl + 1
             else:
+                start = size
                 break
             event = self._line(buf[pos:end].decode("utf-8", errors="replace"))
-            pos = nxt
+            pos = start = nxt
             if event is not None:
                 out.append(event)
-        self._buffer = buf[pos:]
+        if pos:
+            del buf[:pos]
+        self._scanned = start - pos
         return out
 
     def flush(self) -> list[RawEvent]:

@@ -131,6 +131,9 @@ class Transcript:
         name = event.name or "tool"
         server = bool(event.extra.get("server"))
         title, done_title = tool_titles(name, server)
+        earlier = sum(1 for b in self._bubbles if b.kind == "tool" and b.name == name)
+        if earlier:  # parallel or repeated calls of one tool: told apart by number
+            title, done_title = f"{title} #{earlier + 1}", f"{done_title} #{earlier + 1}"
         bubble = _Bubble(
             "tool",
             title=title,

@@ -23,10 +23,12 @@ from typing import Any
 
 import gradio as gr
 from gradio.context import LocalContext
+from gradio.events import EventListener
 
 from .guard import AllowList, Guard, Refusal
-from .options import DEFAULT_RECORDINGS
+from .options import DEFAULT_RECORDINGS, server_label
 from .recording import RecordingWriter
+from .replay import normalize
 from .session import ChatSession, Runtime
 from .spaces import (
     FEEDBACK_FILE,
@@ -50,6 +52,16 @@ RECORD_OFF = "Off: start the app with --record, or set STREAMCHAT_RECORD."
 RECORD_OFF_SPACE = "Off on this Space: its owner can allow it with the STREAMCHAT_RECORD variable."
 DOWNLOAD_WAIT = 30.0
 """Seconds the download button waits for a running turn before offering the file as is."""
+
+CSS = """
+/* Phones: the recording picker and the speed slider take a row each, so a long
+   recording name is not cut under the dropdown's arrow. */
+@media (max-width: 640px) {
+  #recording-picker, #replay-speed { flex: 1 1 100% !important; min-width: 100% !important; }
+}
+#recording-picker input { text-overflow: ellipsis; }
+"""
+"""Passed to ``launch`` (Gradio 6 takes CSS there, not in ``Blocks``)."""
 
 
 class SessionSlot:
@@ -121,14 +133,30 @@ def graceful_stop(demo: gr.Blocks, chat: gr.ChatInterface) -> None:
             fn.cancels = []
 
 
-def banner_text(runtime: Runtime, session: ChatSession | None = None) -> str:
-    return space_banner(runtime, mode_banner(runtime, session))
+def after_each_turn(demo: gr.Blocks, chat: gr.ChatInterface, fn: Any, inputs: list[Any], outputs: list[Any]) -> None:
+    """Run ``fn`` once a turn is over (submit, retry, undo or example): chained after the
+    step where ChatInterface saves the history. ChatInterface exposes no such event, and
+    its state's ``change`` never fires (that step is not queued)."""
+    saved = [chat.chatbot_state._id, chat.chatbot_value._id]
+    for fn_id, block_fn in list(demo.fns.items()):
+        if [block._id for block in block_fn.outputs] == saved:
+            then = EventListener("then", trigger_after=fn_id, trigger_only_on_success=True, has_trigger=False)
+            then.listener(chat.chatbot_state, fn, inputs, outputs, api_visibility="private", show_progress="hidden")
 
 
-def mode_banner(runtime: Runtime, session: ChatSession | None = None) -> str:
+def banner_text(runtime: Runtime, session: ChatSession | None = None, asked: int = 0) -> str:
+    """The banner: the mode (``asked`` user messages into a replay, it offers the next
+    recorded prompt), and on a Space how to get a private copy."""
+    return space_banner(runtime, mode_banner(runtime, session, asked))
+
+
+def mode_banner(runtime: Runtime, session: ChatSession | None = None, asked: int = 0) -> str:
     settings = runtime.settings
     if runtime.live:
-        parts = [f"🟢 **Live** · backend `{runtime.config.backend}` · model `{runtime.config.model}`"]
+        parts = [
+            f"🟢 **Live** · backend `{runtime.config.backend}` · model `{runtime.config.model}`"
+            f" · server `{server_label(settings.base_url)}`"
+        ]
         if settings.record_dir is None:
             parts.append("recording off")
         elif session is not None and not session.record:
@@ -147,10 +175,35 @@ def mode_banner(runtime: Runtime, session: ChatSession | None = None) -> str:
         else "recorded from a live session"
     )
     pace = "instant" if speed == 0 else f"{speed:g}×"
-    return (
-        f"▶️ **Replay** of `{name}` ({origin}) · API `{recording.api}` · speed {pace} · "
-        "no `OPENAI_API_KEY` is set, so answers come from recordings; ask one of the example prompts."
-    )
+    head = f"▶️ **Replay** of `{name}` ({origin}) · API `{recording.api}` · speed {pace} · "
+    if asked == 0:
+        return head + "no `OPENAI_API_KEY` is set, so answers come from recordings; ask one of the example prompts."
+    following = next_prompts(recording.prompts, asked)
+    if not following:
+        return head + "that was the recording's last turn: pick another recording, or clear the chat to start again."
+    return head + "next recorded prompt: " + ", then ".join(f"“{p}”" for p in following)
+
+
+def asked_from(runtime: Runtime, session: ChatSession, history: list[dict[str, Any]] | None) -> int:
+    """How many of the chat's messages the session's recording answered (others got
+    "nothing in it answers" and do not move the replay on)."""
+    if runtime.library is None or session.recording_name is None:
+        return 0
+    recorded = {normalize(p) for p in runtime.library.load(session.recording_name).prompts}
+    asked = 0
+    for message in history or []:
+        content = message.get("content")
+        if isinstance(content, list):  # Gradio's parts form: [{"type": "text", "text": ...}]
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        if message.get("role") == "user" and isinstance(content, str) and normalize(content) in recorded:
+            asked += 1
+    return asked
+
+
+def next_prompts(prompts: list[str], asked: int) -> list[str]:
+    """What to ask after ``asked`` messages: the recording's next prompt (its later ones
+    too when it repeats, distinct, at most two)."""
+    return list(dict.fromkeys(prompts[asked:]))[:2] if asked < len(prompts) else []
 
 
 def _role(message: Any) -> Any:
@@ -361,6 +414,12 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                 session.set_speed(value)
                 return banner_text(runtime, session)
 
+            async def on_turn_end(history: list[dict[str, Any]], slot: SessionSlot) -> str:
+                """The examples vanish after the first answer: the banner offers the next prompt."""
+                session = slot.get(runtime)
+                return banner_text(runtime, session, asked_from(runtime, session, history))
+
             picker.change(on_pick, [picker, speed, slot], [chat.chatbot, chat.chatbot_state, banner], api_visibility="private")
+            after_each_turn(demo, chat, on_turn_end, [chat.chatbot_state, slot], [banner])
             speed.change(on_speed, [speed, slot], [banner], api_visibility="private")
     return demo

@@ -343,6 +343,43 @@ def test_phone_width_renders_without_sideways_scrolling(browser: Any, apps: Apps
         page.context.close()
 
 
+def test_phone_width_picker_shows_the_longest_recording_name_whole(browser: Any, apps: Apps) -> None:
+    """At 390 px the picker takes its own row: the longest bundled name fits before the arrow."""
+    page = open_page(browser, apps.replay.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        names = [p.stem for p in (Path(__file__).resolve().parent.parent / "recordings").glob("*.jsonl")]
+        room, *needed = page.evaluate(
+            """(names) => {
+                const input = document.querySelector('#recording-picker input');
+                const style = getComputedStyle(input);
+                const ctx = document.createElement('canvas').getContext('2d');
+                ctx.font = style.font;
+                const room = input.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+                return [room, ...names.map((n) => ctx.measureText(n).width)];
+            }""",
+            names,
+        )
+        shot(page, "10b-phone-picker")
+        assert max(needed) <= room, (room, max(needed))
+    finally:
+        page.context.close()
+
+
+def test_after_each_replayed_turn_the_banner_offers_the_next_prompt(replay_page: Any) -> None:
+    page = replay_page
+    set_speed(page, "0")
+    pick(page, "c-which-turn")
+    send(page, TURN_PROMPT)
+    wait_answer(page, "turn.", count=1)
+    page.wait_for_function(
+        "p => document.querySelector('#mode-banner').textContent.includes(p)", arg=f"next recorded prompt: “{TURN_PROMPT}”"
+    )
+    send(page, TURN_PROMPT)
+    wait_answer(page, "turn.", count=2)
+    page.wait_for_function("() => document.querySelector('#mode-banner').textContent.includes('last turn')")
+    shot(page, "08b-next-prompt")
+
+
 # -- live mode --------------------------------------------------------------------
 
 
@@ -370,6 +407,7 @@ def test_live_banner_record_toggle_download_and_new_chat(live_page: Any, apps: A
     page, fake = live_page, apps.fake
     text = banner(page)
     assert "Live" in text and "assistants" in text and "fake-model" in text and "recording this chat" in text
+    assert "server 127.0.0.1:" in text  # the fake server it talks to, not api.openai.com
     toggle = page.locator("#record-toggle input")
     assert toggle.is_checked()
 

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 from conftest import ROOT, Fake, replay_settings
 
-from streamchat.backends.assistants import AssistantsAdapter
+from streamchat.backends.assistants import AssistantsAdapter, tool_resources
+from streamchat.backends.assistants import tool_specs as assistants_tool_specs
 from streamchat.backends.base import Adapter
 from streamchat.backends.chat import ChatAdapter
 from streamchat.backends.responses import ResponsesAdapter
+from streamchat.config import parse_config
 from streamchat.events import StreamEvent
 from streamchat.replayapi import Script
 from streamchat.session import Runtime
@@ -294,7 +296,9 @@ tools:
 
 
 async def turn(live_runtime: Any, api: str, message: str = "go") -> tuple[Transcript, list[Any]]:
-    session = live_runtime(api, config=BUILTIN_CONFIG).new_session()
+    # Chat Completions has no built-in tools: the app refuses them there (test_config).
+    config = BUILTIN_CONFIG.split("tools:")[0] if api == "chat" else BUILTIN_CONFIG
+    session = live_runtime(api, config=config).new_session()
     transcript = Transcript()
     seen = []
     async for _ in session.turn_events(message, [], transcript):
@@ -330,6 +334,8 @@ async def test_assistants_end_to_end(fake: Fake, live_runtime: Any) -> None:
     transcript, _ = await turn(live_runtime, "assistants")
     (created,) = fake.core.requests("POST", "/assistants")
     assert [t["type"] for t in created.body["tools"]] == ["code_interpreter", "file_search"]
+    # The vector stores go where this API reads them: the assistant's tool_resources.
+    assert created.body["tool_resources"] == {"file_search": {"vector_store_ids": ["vs_1"]}}
     snapshot = transcript.snapshot()
     assert [m["metadata"]["title"] for m in snapshot if "metadata" in m] == ["🐍 Ran code", "🔎 Searched files"]
     assert answer(snapshot) == CITED
@@ -391,3 +397,19 @@ def test_code_with_a_fence_in_it_cannot_break_out_of_its_block() -> None:
     assert bubble(transcript.snapshot(), "🐍")["content"] == (
         '````python\nprint("```")\n````\n\n**Result**\n`````text\n````\n`````'
     )
+
+
+def test_assistants_built_in_tool_options_go_where_the_api_reads_them() -> None:
+    config = parse_config(
+        "name: t\ninstructions: i\nmodel: m\nbackend: assistants\ntools:\n"
+        "  - type: file_search\n    vector_store_ids: [vs_1, vs_2]\n    max_num_results: 5\n"
+        "  - type: code_interpreter\n    file_ids: [file-1]\n"
+    )
+    assert assistants_tool_specs(config) == [
+        {"type": "file_search", "file_search": {"max_num_results": 5}},
+        {"type": "code_interpreter"},
+    ]
+    assert tool_resources(config) == {
+        "file_search": {"vector_store_ids": ["vs_1", "vs_2"]},
+        "code_interpreter": {"file_ids": ["file-1"]},
+    }

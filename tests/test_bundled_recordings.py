@@ -43,9 +43,9 @@ def test_generator_is_deterministic_and_matches_the_committed_files(tmp_path: Pa
     second = {p.name: p.read_bytes() for p in sorted((tmp_path / "b").iterdir())}
     assert first == second
     committed = {p.name: p.read_bytes() for p in PATHS}
-    assert sorted(first) == sorted(committed), "run: python scripts/make_recordings.py"
+    assert sorted(first) == sorted(committed), "run: python -m scripts.make_recordings"
     for name, data in first.items():
-        assert data == committed[name], f"{name} differs from the generator's output: python scripts/make_recordings.py"
+        assert data == committed[name], f"{name} differs from the generator's output: python -m scripts.make_recordings"
 
 
 async def replay_all(path: Path) -> tuple[Recording, list[Transcript]]:

@@ -97,6 +97,65 @@ def test_load_config_reads_a_file_and_names_a_missing_one(tmp_path: Path) -> Non
         load_config(path)
 
 
+BUILTINS = {
+    "code_interpreter": "  - type: code_interpreter\n",
+    "file_search": "  - type: file_search\n    vector_store_ids: [vs_1]\n",
+    "web_search": "  - type: web_search\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("tool", "backend"),
+    [("web_search", "assistants"), ("code_interpreter", "chat"), ("file_search", "chat"), ("web_search", "chat")],
+)
+def test_a_built_in_tool_the_backend_lacks_is_refused_naming_both(tool: str, backend: str) -> None:
+    """Refused at start, in one line naming the tool and the backend: never dropped."""
+    text = BASE + FUNCTION_TOOL + BUILTINS[tool]
+    for make in (
+        lambda: parse_config(text + f"backend: {backend}\n"),
+        lambda: parse_config(text).with_overrides(backend=backend),  # --backend / STREAMCHAT_BACKEND
+    ):
+        with pytest.raises(ConfigError) as info:
+            make()
+        message = str(info.value)
+        assert message.startswith("tools[1]: ") and tool in message and backend in message, message
+        assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("backends", "tool"),
+    [
+        (("responses", "assistants"), "code_interpreter"),
+        (("responses", "assistants"), "file_search"),
+        (("responses",), "web_search"),
+    ],
+)
+def test_a_built_in_tool_the_backend_has_is_kept_with_its_options(backends: tuple[str, ...], tool: str) -> None:
+    for backend in backends:
+        config = parse_config(BASE + f"backend: {backend}\ntools:\n" + BUILTINS[tool])
+        assert [(t.type, t.options) for t in config.tools] == [
+            (tool, {"vector_store_ids": ["vs_1"]} if tool == "file_search" else {})
+        ]
+
+
+@pytest.mark.parametrize(
+    ("tool", "backend", "key"),
+    [
+        ("  - type: web_search\n    serach_context_size: low\n", "responses", "tools[0].serach_context_size"),  # typo
+        ("  - type: file_search\n    vector_store_ids: [v]\n    colour: red\n", "assistants", "tools[0].colour"),
+        ("  - type: code_interpreter\n    container: 7\n", "responses", "tools[0].container"),  # wrong type
+        ("  - type: file_search\n    vector_store_ids: vs_1\n", "responses", "tools[0].vector_store_ids"),
+        ("  - type: file_search\n", "responses", "tools[0].vector_store_ids"),  # the Responses API needs one
+        ("  - type: file_search\n    vector_store_ids: [v]\n    filters: {}\n", "assistants", "tools[0].filters"),
+        ("  - type: code_interpreter\n    file_ids: [f]\n", "responses", "tools[0].file_ids"),
+    ],
+)
+def test_unknown_or_misplaced_built_in_tool_options_are_refused(tool: str, backend: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(BASE + f"backend: {backend}\ntools:\n" + tool)
+    assert str(info.value).startswith(f"{key}: "), info.value
+
+
 def test_overrides_are_validated_too() -> None:
     config = parse_config(BASE)
     assert config.with_overrides(backend="chat", model="other").backend == "chat"

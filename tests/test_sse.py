@@ -144,3 +144,63 @@ def test_terminators_match_each_api() -> None:
     assert decode_all([terminator("assistants")]) == [RawEvent("done", "[DONE]")]
     assert decode_all([terminator("chat")]) == [RawEvent(None, "[DONE]")]
     assert all(r.is_done for r in decode_all([terminator("assistants") + terminator("chat")]))
+
+
+class CountingBuffer(bytearray):
+    """A bytearray that counts the bytes the decoder scans, appends, copies and moves."""
+
+    work = 0
+
+    def find(self, sub: Any, start: Any = None, end: Any = None) -> int:
+        lo = 0 if start is None else start
+        hi = len(self) if end is None else min(end, len(self))
+        CountingBuffer.work += max(hi - lo, 0)
+        return super().find(sub, lo, hi)
+
+    def __iadd__(self, other: Any) -> CountingBuffer:  # type: ignore[misc]
+        CountingBuffer.work += len(other)
+        super().__iadd__(other)
+        return self
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, slice):
+            CountingBuffer.work += len(range(*key.indices(len(self))))
+        return super().__getitem__(key)
+
+    def __delitem__(self, key: Any) -> None:
+        if isinstance(key, slice):
+            CountingBuffer.work += len(self)  # what is left moves to the front
+        super().__delitem__(key)
+
+
+class RescanningDecoder(SSEDecoder):
+    """The quadratic mistake: every chunk searches the whole pending line again."""
+
+    def feed(self, chunk: bytes) -> list[RawEvent]:
+        self._scanned = 0
+        return super().feed(chunk)
+
+
+def long_line_work(decoder_type: type[SSEDecoder], chunks: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Bytes of buffer work to decode one event whose data line comes in ``chunks`` 1 KiB chunks."""
+    import streamchat.sse as sse
+
+    monkeypatch.setattr(sse, "bytearray", CountingBuffer, raising=False)
+    CountingBuffer.work = 0
+    decoder = decoder_type()
+    assert isinstance(decoder._buffer, CountingBuffer)  # the buffer this test measures
+    line = b"data: " + b"x" * (1024 * chunks - 6)
+    events = [e for i in range(0, len(line), 1024) for e in decoder.feed(line[i : i + 1024])]
+    events += decoder.feed(b"\n\n")
+    assert len(events) == 1 and len(events[0].data) == len(line) - 6
+    return CountingBuffer.work
+
+
+def test_long_line_costs_linear_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four times the line, four times the work (a rescan per chunk would be 16 times);
+    counted in bytes touched, not measured in seconds."""
+    small, large = (long_line_work(SSEDecoder, n, monkeypatch) for n in (256, 1024))
+    assert large <= 4.5 * small, (small, large)
+    # The measure does catch the quadratic variant.
+    small, large = (long_line_work(RescanningDecoder, n, monkeypatch) for n in (256, 1024))
+    assert large > 10 * small, (small, large)

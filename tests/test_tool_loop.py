@@ -217,7 +217,8 @@ async def test_a_two_round_loop(api: str, fake: Fake, live_runtime: Any) -> None
     assert [r.stream for r in fake.requests_seen] == [0, 1, 2]
     assert transcript.status == "completed"
     snapshot = transcript.snapshot()
-    assert [m["metadata"]["title"] for m in snapshot[:2]] == ["🛠️ Used tool fixed_time"] * 2
+    # The same tool twice: told apart by number.
+    assert [m["metadata"]["title"] for m in snapshot[:2]] == ["🛠️ Used tool fixed_time", "🛠️ Used tool fixed_time #2"]
     assert snapshot[2] == {"role": "assistant", "content": "Done."}
 
 
@@ -295,8 +296,10 @@ async def test_a_model_that_always_asks_is_stopped_at_the_bound(api: str, fake: 
         f"ℹ️ Stopped after {MAX_TOOL_ROUNDS} rounds of tool calls.",
         f"⚠️ Incomplete: The tool loop hit its limit of {MAX_TOOL_ROUNDS} rounds.",
     ]
-    assert titles[-3] == "🛠️ Using tool fixed_time (did not finish)"
-    assert titles[:MAX_TOOL_ROUNDS] == ["🛠️ Used tool fixed_time"] * MAX_TOOL_ROUNDS
+    assert titles[-3] == f"🛠️ Using tool fixed_time #{MAX_TOOL_ROUNDS + 1} (did not finish)"
+    assert titles[:MAX_TOOL_ROUNDS] == ["🛠️ Used tool fixed_time"] + [
+        f"🛠️ Used tool fixed_time #{n}" for n in range(2, MAX_TOOL_ROUNDS + 1)
+    ]
     if api == "assistants":  # the run waiting for outputs is cancelled, not left hanging
         assert len(fake.core.requests("POST", "/cancel")) == 1
 

@@ -111,6 +111,23 @@ def test_parallel_calls_do_not_mix() -> None:
     assert "B" in second["content"] and "out-b" in second["content"] and second["metadata"]["status"] == "done"
 
 
+def test_parallel_calls_of_one_tool_get_distinct_titles() -> None:
+    transcript = feed(
+        StreamEvent("tool_call", call_id="a", name="get_time"),
+        StreamEvent("tool_call", call_id="b", name="get_time"),
+        StreamEvent("tool_call", call_id="c", name="web_search", extra={"server": True}),
+        StreamEvent("tool_call", call_id="d", name="web_search", extra={"server": True}),
+        StreamEvent("tool_output", "09:00", call_id="b"),
+        StreamEvent("tool_done", call_id="d", name="web_search"),
+    )
+    assert titles(transcript) == [
+        "🛠️ Using tool get_time",
+        "🛠️ Used tool get_time #2",
+        "🌐 Searching the web",
+        "🌐 Searched the web #2",
+    ]
+
+
 def test_event_for_an_unseen_call_opens_a_bubble() -> None:
     transcript = feed(StreamEvent("tool_args", "{}", call_id="ghost"))
     [bubble] = transcript.snapshot()

@@ -230,9 +230,24 @@ def tool_specs(config: Any) -> list[dict[str, Any]]:
         if tool.type == "function":
             fn = {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
             specs.append({"type": "function", "function": fn})
-        elif tool.type in ("code_interpreter", "file_search"):
+        elif tool.type == "file_search":
+            options = {k: v for k, v in tool.options.items() if k != "vector_store_ids"}
+            specs.append({"type": "file_search", "file_search": options} if options else {"type": "file_search"})
+        elif tool.type == "code_interpreter":
             specs.append({"type": tool.type})
     return specs
+
+
+def tool_resources(config: Any) -> dict[str, Any]:
+    """What built-in tools read, set on the assistant: file_search's vector stores and
+    code_interpreter's files (config.check_builtin_tools admits no other option)."""
+    resources: dict[str, Any] = {}
+    for tool in config.tools:
+        if tool.type == "file_search" and tool.options.get("vector_store_ids"):
+            resources["file_search"] = {"vector_store_ids": list(tool.options["vector_store_ids"])}
+        elif tool.type == "code_interpreter" and tool.options.get("file_ids"):
+            resources["code_interpreter"] = {"file_ids": list(tool.options["file_ids"])}
+    return resources
 
 
 class AssistantsBackend(Backend):
@@ -257,6 +272,9 @@ class AssistantsBackend(Backend):
         tools = tool_specs(self.config)
         if tools:
             params["tools"] = tools
+        resources = tool_resources(self.config)
+        if resources:
+            params["tool_resources"] = resources
         if self.config.temperature is not None:
             params["temperature"] = self.config.temperature
         self.assistant_id = (await self.client.beta.assistants.create(**params)).id

@@ -228,6 +228,22 @@ def _server_message(exc: openai.APIStatusError) -> str:
     return ""
 
 
+def _refused_at(exc: BaseException) -> str | None:
+    """``host:port`` when ``exc`` is a failure to connect (the SDK wraps httpx2's ConnectError)."""
+    connect = exc if isinstance(exc, httpx2.ConnectError) else exc.__cause__
+    if not isinstance(connect, httpx2.ConnectError):
+        return None
+    request = getattr(exc, "request", None)
+    if request is None:
+        try:
+            request = connect.request
+        except RuntimeError:
+            return "the server"
+    url = request.url
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return f"{url.host}:{port}"
+
+
 def describe_error(exc: BaseException, *, has_text: bool) -> tuple[TurnStatus, str]:
     """A turn status and one line for the user, for an exception out of a driver."""
     if isinstance(exc, openai.APIStatusError):
@@ -253,6 +269,9 @@ def describe_error(exc: BaseException, *, has_text: bool) -> tuple[TurnStatus, s
     if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
         return "interrupted", "The server went silent and the request timed out."
     if isinstance(exc, (openai.APIConnectionError, httpx2.TransportError)):
+        refused = _refused_at(exc)
+        if refused is not None:  # nothing ever connected: nothing was lost
+            return ("interrupted" if has_text else "failed"), f"Could not connect to {refused}: is the server running?"
         return "interrupted", "The connection was lost before the answer finished."
     return ("interrupted" if has_text else "failed"), f"Unexpected error: {type(exc).__name__}: {exc}"
 

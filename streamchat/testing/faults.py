@@ -11,8 +11,9 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from ..replayapi import ReplayAPI, Script, StreamDropped
+from ..replayapi import Logged, ReplayAPI, Reply, Script, StreamDropped
 from ..sse import frame, frame_raw
 
 
@@ -36,7 +37,24 @@ class FaultScript(Script):
 
 
 class FaultyAPI(ReplayAPI):
-    """``ReplayAPI`` that also plays a ``FaultScript``'s faults."""
+    """``ReplayAPI`` that also plays a ``FaultScript``'s faults, and can play a server
+    without the Conversations API (``conversations_api = False``: creating one is a 404,
+    as on servers that only chain ``previous_response_id``)."""
+
+    conversations_api = True
+
+    async def handle(self, method: str, path: str, body: Any, headers: dict[str, str]) -> Reply:
+        route = "/" + path.strip("/").removeprefix("v1/")
+        if not self.conversations_api and method == "POST" and route == "/conversations":
+            self.log.append(Logged(method, route, body))
+            error = {
+                "message": "Invalid URL (POST /v1/conversations)",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+            return Reply(404, {"error": error})
+        return await super().handle(method, path, body, headers)
 
     def _delay(self, script: Script) -> float:
         return script.stall_headers if isinstance(script, FaultScript) else 0.0
