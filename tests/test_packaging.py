@@ -42,12 +42,21 @@ def third_party_imports(files: list[Path]) -> set[str]:
     return {name for name in found if name not in sys.stdlib_module_names and name not in ("streamchat", "app")}
 
 
+PLUGIN = ROOT / "streamchat" / "pytest_plugin.py"
+"""Loaded only by pytest (its ``pytest11`` entry point), so pytest is there whenever it is."""
+
+
 def test_every_runtime_import_is_a_declared_dependency() -> None:
-    files = [ROOT / "app.py", *(p for p in (ROOT / "streamchat").rglob("*.py") if "testing" not in p.parts)]
+    files = [ROOT / "app.py", *(p for p in (ROOT / "streamchat").rglob("*.py") if "testing" not in p.parts and p != PLUGIN)]
     imported = {DISTRIBUTION.get(name, name) for name in third_party_imports(files)} - OPTIONAL
     declared = names(PYPROJECT["project"]["dependencies"])
     assert imported <= declared, imported - declared
     assert {"httpx2", "uvicorn", "openai", "gradio"} <= imported  # the scan sees imports at all
+    assert third_party_imports([PLUGIN]) - {"pytest"} <= declared
+
+
+def test_the_pytest_plugin_is_registered_for_pytest() -> None:
+    assert PYPROJECT["project"]["entry-points"]["pytest11"] == {"streamchat": "streamchat.pytest_plugin"}
 
 
 def test_requirements_files_say_what_pyproject_says() -> None:
