@@ -65,6 +65,8 @@ class SessionSlot:
         self.idle.set()
         self.stop = asyncio.Event()
         """Set by the Stop button: the running turn ends, marked as stopped."""
+        self.asked = 0
+        """Replay: the chat's messages its recording answered (the banner offers the next)."""
 
     def get(self, runtime: Runtime) -> ChatSession:
         if self.session is None:
@@ -212,6 +214,7 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             runtime.sessions[request.session_hash] = session
         slot.idle.clear()
         slot.stop.clear()
+        slot.asked = asked_from(runtime, session, [*history, {"role": "user", "content": message}])
         try:
             async for value in session.turn(message, history, stop=slot.stop):
                 yield value
@@ -328,12 +331,11 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                 session.set_speed(value)
                 return banner_text(runtime, session)
 
-            async def on_turn_end(history: list[dict[str, Any]], slot: SessionSlot) -> str:
+            async def on_turn_end(slot: SessionSlot) -> str:
                 """The examples vanish after the first answer: the banner offers the next prompt."""
-                session = slot.get(runtime)
-                return banner_text(runtime, session, asked_from(runtime, session, history))
+                return banner_text(runtime, slot.get(runtime), slot.asked)
 
             picker.change(on_pick, [picker, speed, slot], [chat.chatbot, chat.chatbot_state, banner], api_visibility="private")
-            after_each_turn(demo, chat, on_turn_end, [chat.chatbot_state, slot], [banner])
+            after_each_turn(demo, chat, on_turn_end, [slot], [banner])
             speed.change(on_speed, [speed, slot], [banner], api_visibility="private")
     return demo
