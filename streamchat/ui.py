@@ -84,6 +84,8 @@ class SessionSlot:
         self.local: set[int] = set()
         """The chat's turns answered without the provider (refused): no vote on those."""
         self.feedback_id = secrets.token_hex(8)
+        self.asked = 0
+        """Replay: the chat's messages its recording answered (the banner offers the next)."""
 
     def get(self, runtime: Runtime) -> ChatSession:
         if self.session is None:
@@ -268,6 +270,7 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         value: Any = None
         slot.idle.clear()
         slot.stop.clear()
+        slot.asked = asked_from(runtime, session, [*history, {"role": "user", "content": message}])
         try:
             async for value in session.turn(message, history, stop=slot.stop):
                 yield value
@@ -414,12 +417,11 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                 session.set_speed(value)
                 return banner_text(runtime, session)
 
-            async def on_turn_end(history: list[dict[str, Any]], slot: SessionSlot) -> str:
+            async def on_turn_end(slot: SessionSlot) -> str:
                 """The examples vanish after the first answer: the banner offers the next prompt."""
-                session = slot.get(runtime)
-                return banner_text(runtime, session, asked_from(runtime, session, history))
+                return banner_text(runtime, slot.get(runtime), slot.asked)
 
             picker.change(on_pick, [picker, speed, slot], [chat.chatbot, chat.chatbot_state, banner], api_visibility="private")
-            after_each_turn(demo, chat, on_turn_end, [chat.chatbot_state, slot], [banner])
+            after_each_turn(demo, chat, on_turn_end, [slot], [banner])
             speed.change(on_speed, [speed, slot], [banner], api_visibility="private")
     return demo
