@@ -23,7 +23,8 @@ from .backends import BACKENDS, Backend, Conversation, TurnContext
 from .backends.base import NullTap, ToolCall, describe_error, redact
 from .config import Config
 from .events import StreamEvent
-from .recording import MAX_FOLDER_BYTES, RecordingWriter, header, new_recording_path
+from .recording import MAX_FOLDER_BYTES, FolderQuota, RecordingWriter, clean_text, header, new_recording_path
+from .redact import StreamRedactor, protect_logs
 from .replay import MAX_GAP, Library, Player
 from .replayapi import ReplayAPI
 from .serve import ReplayTransport
@@ -95,6 +96,9 @@ class Runtime:
         """The loop sessions run on (Gradio's), for cleanup called from other threads."""
         self.record_lock: contextlib.AbstractContextManager[Any] | None = None
         """Held by recorders around each write (a dataset uploader's lock; see spaces.py)."""
+        self.folder_quota = FolderQuota(MAX_FOLDER_BYTES)
+        """The record folder's bytes, counted by every recorder on every write."""
+        protect_logs(settings.api_key)
         if settings.mode == "replay":
             assert settings.replay_path is not None
             self.library = Library(settings.replay_path)
@@ -179,6 +183,53 @@ class Runtime:
                 await self.backend.close()
 
 
+BUSY = "Another answer is still streaming in this chat; send this message when it has finished."
+REPLACED = "Some characters could not be encoded (lone surrogates) and were replaced with �."
+_STREAMED = ("text", "reasoning", "tool_args")
+
+
+class _Outgoing:
+    """What a turn's events become before anything shows or logs them: every text
+    redacted (streamed ones across delta boundaries, a possible key's start held back
+    until it is known), and text UTF-8 cannot encode replaced, said once per turn."""
+
+    def __init__(self, secret: str | None, *, said_replaced: bool = False) -> None:
+        self.secret = secret
+        self.said_replaced = said_replaced
+        self.redactor = StreamRedactor(secret)
+        self.last: StreamEvent | None = None
+        """The streamed event whose text the redactor holds the tail of."""
+
+    def _key(self, event: StreamEvent) -> tuple[str, str | None]:
+        return (event.kind, event.call_id)
+
+    def flush(self) -> list[StreamEvent]:
+        last, self.last = self.last, None
+        rest = self.redactor.flush()
+        return [replace(last, text=rest)] if last is not None and rest else []
+
+    def __call__(self, event: StreamEvent) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        if self.last is not None and (event.kind not in _STREAMED or self._key(event) != self._key(self.last)):
+            out += self.flush()
+        text = event.text
+        if text and clean_text(text) != text:
+            text = clean_text(text)
+            if not self.said_replaced:
+                self.said_replaced = True
+                out.append(ev.notice(REPLACED))
+        if event.kind in _STREAMED:
+            self.last = event
+            text = self.redactor.feed(text)
+            if not text and event.text:
+                return out  # all held back for now
+        elif text:
+            text = redact(text, self.secret)
+        url = redact(event.url, self.secret) if event.url else event.url
+        out.append(replace(event, text=text, url=url) if (text != event.text or url != event.url) else event)
+        return out
+
+
 class ChatSession:
     """One browser tab (or CLI run): its remote thread/conversation, recorder, replay."""
 
@@ -195,6 +246,8 @@ class ChatSession:
         self.record = True
         """This session's record toggle (UI): off pauses its recording; needs ``record_dir``."""
         self.last_status: str | None = None
+        self._turn_running = False
+        self._said_replaced = False
 
     # -- setup ----------------------------------------------------------------------
 
@@ -224,13 +277,16 @@ class ChatSession:
         if self.recorder is None:
             config = self.runtime.config
             head = header(config.backend, config.model, config.sha256)
+            quota = self.runtime.folder_quota
+            quota.limit = MAX_FOLDER_BYTES
             self.recorder = RecordingWriter(
                 new_recording_path(folder, config.backend),
                 head,
                 secret=self.runtime.settings.api_key,
                 lock=self.runtime.record_lock,
+                quota=quota,
             )
-            if _folder_bytes(folder) > MAX_FOLDER_BYTES:  # stopped before its file exists: said, not silent
+            if quota.measure(folder) > MAX_FOLDER_BYTES:  # stopped before its file exists: said, not silent
                 limit = f"{MAX_FOLDER_BYTES / (1024 * 1024):g} MiB"
                 self.recorder.stopped = f"The recordings folder is over its limit of {limit}; this chat is not recorded."
         return self.recorder
@@ -308,8 +364,26 @@ class ChatSession:
         self, message: str, history: list[dict[str, Any]], transcript: Transcript
     ) -> AsyncGenerator[None, None]:
         """Feed ``transcript`` and yield whenever the UI should show it (coalesced)."""
+        if self._turn_running:  # one turn at a time: two would mix in the recording and the thread
+            transcript.handle_event(ev.turn_end("failed", BUSY))
+            yield None
+            return
+        self._turn_running = True
+        try:
+            async with contextlib.aclosing(self._one_turn(message, history, transcript)) as steps:
+                async for step in steps:
+                    yield step
+        finally:
+            self._turn_running = False
+
+    async def _one_turn(self, message: str, history: list[dict[str, Any]], transcript: Transcript) -> AsyncGenerator[None, None]:
         position = sum(1 for m in history if m.get("role") == "user")
         self.last_status = None
+        self._said_replaced = False
+        if clean_text(message) != message:  # lone surrogates: UTF-8 cannot carry them anywhere
+            message = clean_text(message)
+            transcript.handle_event(ev.notice(REPLACED))
+            self._said_replaced = True
         answer = self._answer_locally(message, position)
         if answer is not None:  # nothing to ask the API: say so in the chat
             transcript.handle_event(answer)
@@ -401,12 +475,12 @@ class ChatSession:
         event or next tick" without cancelling the stream."""
         has_text = False
         ended = False
+        outgoing = _Outgoing(self.runtime.settings.api_key, said_replaced=self._said_replaced)
         try:
             async for event in backend.turn(self.conv, message, history, ctx):
                 has_text = has_text or event.kind == "text"
-                if event.kind in ("error", "notice", "turn_end") and event.text:  # servers echo keys
-                    event = replace(event, text=redact(event.text, self.runtime.settings.api_key))
-                queue.put_nowait(event)
+                for out in outgoing(event):
+                    queue.put_nowait(out)
                 if event.kind == "turn_end":
                     ended = True
                     return
@@ -416,9 +490,12 @@ class ChatSession:
             status, line = describe_error(exc, has_text=has_text)
             line = redact(line, self.runtime.settings.api_key)
             log.info("turn ended by %s: %s", type(exc).__name__, line)
-            queue.put_nowait(ev.turn_end(status, line))
+            for out in outgoing(ev.turn_end(status, line)):
+                queue.put_nowait(out)
             ended = True
         finally:
+            for out in outgoing.flush():  # a held-back tail, when the turn did not end cleanly
+                queue.put_nowait(out)
             if not ended and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 queue.put_nowait(ev.turn_end("interrupted"))
             queue.put_nowait(None)

@@ -135,7 +135,7 @@ async def test_disk_full_mid_session_keeps_the_file_and_the_cleanup(fake: Fake, 
     assert writer is not None
     kept = writer.path.read_bytes()
     writer._file.close()  # type: ignore[union-attr]
-    writer._file = open("/dev/full", "w", encoding="utf-8")  # noqa: SIM115 (the writer closes it)
+    writer._file = open("/dev/full", "wb")  # noqa: SIM115 (the writer closes it)
     values = await run_turn(chat, "two")
     assert answer(values[-1]) == "Echo: two"
     assert any("No space left" in n for n in notices(values[-1])), values[-1]

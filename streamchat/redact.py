@@ -1,0 +1,239 @@
+"""The one redaction policy for every text that leaves the app: the chat, the logs, the
+recordings and their downloads, and the replay server's answers.
+
+What is removed (replaced by ``[redacted]``):
+
+- the app's own API key, exactly (when it is at least 8 characters long);
+- API keys of the known shapes, anyone's: ``sk-…``, ``sk-proj-…``, ``rk-…``, ``pk-…``
+  with at least 6 more key characters;
+- masked forms, which still give away a key's ends: ``sk-ab…wxyz``, ``sk-ab...wxyz``,
+  ``sk-ab****wxyz``, and the characters after "key ending in";
+- in structured data (``scrub``), the query string of signed URLs.
+
+Streamed text arrives in deltas and a key may be split over two of them:
+``StreamRedactor`` holds back a short tail while it may be the start of a key and
+releases it with the next delta (or at ``flush``, at the end of the stream).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+REDACTED = "[redacted]"
+
+MIN_SECRET = 8
+"""A secret shorter than this is not searched for (it would redact ordinary words)."""
+MAX_HOLD = 1024
+"""A streamed tail longer than this is released even if it still looks like a key."""
+
+_KEY = re.compile(r"(?<![A-Za-z0-9])(?:sk|rk|pk)-[A-Za-z0-9_\-*]{6,}")
+_MASKED = re.compile(
+    r"(?<![A-Za-z0-9])(?:sk|rk|pk)-[A-Za-z0-9_\-]{0,24}(?:\*{2,}|\.{2,}|…)\s?[A-Za-z0-9_\-]{2,8}(?![A-Za-z0-9_\-])"
+)
+_ENDING = re.compile(r"(?i)\b(?:ending|ends) (?:in|with):? ?['\"‘“]?([A-Za-z0-9_\-]{4,8})(?![A-Za-z0-9_\-])")
+_HOLD_KEY = re.compile(r"(?<![A-Za-z0-9])[srp](?:k(?:-[A-Za-z0-9_\-*.…]*)?)?$")
+"""The tail of a text that may still become a key or a masked key."""
+_ENDING_WORDS = ("ending in ", "ending with ", "ends in ", "ends with ")
+_ENDING_TAIL = re.compile(r":? ?['\"‘“]?[A-Za-z0-9_\-]{0,8}")
+
+# -- plain text ----------------------------------------------------------------------
+
+
+def spans(text: str, secret: str | None = None) -> list[tuple[int, int]]:
+    """Where ``text`` holds something to redact: sorted, non-overlapping (start, end)."""
+    found: list[tuple[int, int]] = []
+    if secret and len(secret) >= MIN_SECRET:
+        start = text.find(secret)
+        while start >= 0:
+            found.append((start, start + len(secret)))
+            start = text.find(secret, start + len(secret))
+    found += [m.span() for m in _MASKED.finditer(text)]
+    found += [m.span() for m in _KEY.finditer(text)]
+    found += [m.span(1) for m in _ENDING.finditer(text)]
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(found):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def apply(text: str, found: list[tuple[int, int]]) -> str:
+    out, i = [], 0
+    for a, b in found:
+        out += [text[i:a], REDACTED]
+        i = b
+    out.append(text[i:])
+    return "".join(out)
+
+
+def redact(text: str, secret: str | None = None) -> str:
+    """``text`` without the secret, any key of a known shape, or a masked key."""
+    found = spans(text, secret)
+    return apply(text, found) if found else text
+
+
+def hold_index(text: str, secret: str | None = None) -> int:
+    """Where the tail of ``text`` that may still become a key (with more text) starts;
+    ``len(text)`` when nothing needs holding back."""
+    n = len(text)
+    hold = n
+    if secret and len(secret) >= MIN_SECRET:
+        for i in range(max(0, n - len(secret) + 1), n):
+            if secret.startswith(text[i:]):
+                hold = i
+                break
+    window = max(0, n - MAX_HOLD)
+    match = _HOLD_KEY.search(text, window)
+    if match:
+        hold = min(hold, match.start())
+    lower = text[max(0, n - 40) :].lower()
+    base = n - len(lower)
+    for i in range(len(lower)):
+        if i and lower[i - 1].isalnum():
+            continue
+        rest = lower[i:]
+        for words in _ENDING_WORDS:
+            if words.startswith(rest) or (rest.startswith(words) and _ENDING_TAIL.fullmatch(rest[len(words) :])):
+                hold = min(hold, base + i)
+                break
+        if hold <= base + i:
+            break
+    return hold
+
+
+def split_safe(text: str, secret: str | None = None) -> tuple[list[tuple[int, int]], int]:
+    """The spans to redact in ``text[:hold]`` and ``hold``: what may be released now."""
+    hold = hold_index(text, secret)
+    found = spans(text, secret)
+    for a, b in reversed(found):
+        if a < hold < b:
+            hold = a
+    return [(a, b) for a, b in found if b <= hold], hold
+
+
+class StreamRedactor:
+    """Redacts a text that arrives in deltas: ``feed`` returns what may be shown now,
+    ``flush`` the held-back rest at the end of the stream."""
+
+    def __init__(self, secret: str | None = None) -> None:
+        self.secret = secret
+        self._held = ""
+
+    def feed(self, delta: str) -> str:
+        text = self._held + delta
+        found, hold = split_safe(text, self.secret)
+        self._held = text[hold:]
+        return apply(text[:hold], found)
+
+    def flush(self) -> str:
+        text, self._held = self._held, ""
+        return redact(text, self.secret)
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+
+# -- structured data ------------------------------------------------------------------
+
+SIGNED_PARAMS = frozenset(
+    {
+        "sig",  # Azure SAS
+        "se",
+        "signature",  # CloudFront and others
+        "key-pair-id",
+        "policy",
+        "x-amz-signature",  # S3 presigned
+        "x-amz-credential",
+        "x-amz-security-token",
+        "x-goog-signature",  # GCS signed
+        "x-goog-credential",
+        "token",
+        "access_token",
+    }
+)
+"""Query parameters that make a URL a signed one: its whole query string is dropped."""
+
+SIGNED_HINT = re.compile(r"[?&](?:" + "|".join(re.escape(p) for p in sorted(SIGNED_PARAMS)) + r")=", re.IGNORECASE)
+_URL = re.compile(r"https?://[^\s\"'<>`)\]]+", re.IGNORECASE)
+NEEDS_LOOK = re.compile(r"(?:sk|rk|pk)-|ending|ends ", re.IGNORECASE)
+"""A cheap first check: text without any of these has no key pattern in it."""
+
+
+def _unsign(match: re.Match[str]) -> str:
+    url = match.group(0)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    names = {name.lower() for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if names & SIGNED_PARAMS:
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return url
+
+
+def scrub(value: Any, secret: str | None) -> Any:
+    """``value`` redacted, and signed URLs' query strings removed, in every string it
+    holds (keys included)."""
+    if isinstance(value, str):
+        value = redact(value, secret)
+        if "://" in value:
+            value = _URL.sub(_unsign, value)
+        return value
+    if isinstance(value, dict):
+        return {scrub(k, secret): scrub(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, secret) for v in value]
+    return value
+
+
+def may_need(line: str, secret_json: str | None) -> bool:
+    """Whether a serialized line may hold something ``scrub`` removes."""
+    return bool((secret_json and secret_json in line) or NEEDS_LOOK.search(line) or ("://" in line and SIGNED_HINT.search(line)))
+
+
+# -- logs -------------------------------------------------------------------------------
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts every record of the logger it is on (message, arguments, traceback)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def _clean(self, text: str) -> str:
+        for secret in self.secrets:
+            text = redact(text, secret)
+        return redact(text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep the record as it is
+            return True
+        record.msg, record.args = self._clean(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        return True
+
+
+LOG_FILTER = RedactingFilter()
+LOGGERS = ("streamchat", "openai")
+
+
+def protect_logs(secret: str | None) -> None:
+    """Put the filter on the app's loggers (once) and teach it ``secret``."""
+    if secret and len(secret) >= MIN_SECRET:
+        LOG_FILTER.secrets.add(secret)
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        if LOG_FILTER not in logger.filters:
+            logger.addFilter(LOG_FILTER)
