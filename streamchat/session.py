@@ -188,6 +188,13 @@ REPLACED = "Some characters could not be encoded (lone surrogates) and were repl
 _STREAMED = ("text", "reasoning", "tool_args")
 
 
+def _clean_message(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    if isinstance(content, str) and clean_text(content) != content:
+        return {**message, "content": clean_text(content)}
+    return message
+
+
 class _Outgoing:
     """What a turn's events become before anything shows or logs them: every text
     redacted (streamed ones across delta boundaries, a possible key's start held back
@@ -384,6 +391,7 @@ class ChatSession:
             message = clean_text(message)
             transcript.handle_event(ev.notice(REPLACED))
             self._said_replaced = True
+        history = [_clean_message(m) for m in history]  # earlier messages too: they are sent again
         answer = self._answer_locally(message, position)
         if answer is not None:  # nothing to ask the API: say so in the chat
             transcript.handle_event(answer)
