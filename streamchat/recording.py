@@ -224,6 +224,7 @@ class RecordingWriter:
         self._turn_bytes = 0
         self.file_bytes = 0
         self._held: list[_Held] = []
+        self._before: dict[str, str] = {}
         self.stopped = ""
         """Why recording stopped early (a size cap, a write error); empty while it runs."""
 
@@ -297,18 +298,19 @@ class RecordingWriter:
         for i, held in enumerate(self._held):
             for j, (_, channel, _) in enumerate(held.leaves):
                 channels.setdefault(channel, []).append((i, j))
-        for places in channels.values():
-            pieces = [self._held[i].leaves[j][2] for i, j in places]
+        for channel, places in channels.items():
+            ctx = self._before.get(channel, "")  # the last character written: context only
+            pieces = [ctx] + [self._held[i].leaves[j][2] for i, j in places]
             text = "".join(pieces)
+            found, hold = redact.split_safe(text, self._secret, len(ctx))
             if final:
-                found, hold = redact.spans(text, self._secret), len(text)
-            else:
-                found, hold = redact.split_safe(text, self._secret)
+                found = [(max(a, len(ctx)), b) for a, b in redact.spans(text, self._secret) if b > len(ctx)]
+                hold = len(text)
+            pieces = _cut(pieces, found)[1:] if found else pieces[1:]
             if found:
-                pieces = _cut(pieces, found)
                 for (i, j), piece in zip(places, pieces, strict=True):
-                    path, channel, _ = self._held[i].leaves[j]
-                    self._held[i].leaves[j] = (path, channel, piece)
+                    path, name, _ = self._held[i].leaves[j]
+                    self._held[i].leaves[j] = (path, name, piece)
             tail = len(text) - hold  # untouched by the cut: every span ends before it
             if tail:  # the event holding the tail's first character waits, and all after it
                 start, pos = sum(map(len, pieces)) - tail, 0
@@ -318,8 +320,10 @@ class RecordingWriter:
                         ready = min(ready, i)
                         break
         for held in self._held[:ready]:
-            for path, _, text in held.leaves:
+            for path, channel, text in held.leaves:
                 _set(held.obj["data"], path, text)
+                if text:
+                    self._before[channel] = text[-1]
             self._write(held.obj)
         del self._held[:ready]
 

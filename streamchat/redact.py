@@ -77,24 +77,31 @@ def redact(text: str, secret: str | None = None) -> str:
     return apply(text, found) if found else text
 
 
-def hold_index(text: str, secret: str | None = None) -> int:
+def _boundary(text: str, i: int) -> bool:
+    return i == 0 or not text[i - 1].isalnum()
+
+
+def hold_index(text: str, secret: str | None = None, start: int = 0) -> int:
     """Where the tail of ``text`` that may still become a key (with more text) starts;
-    ``len(text)`` when nothing needs holding back."""
+    ``len(text)`` when nothing needs holding back. ``text[:start]`` is context only
+    (already released): it is never held, but a key must start at a word boundary."""
     n = len(text)
     hold = n
     if secret and len(secret) >= MIN_SECRET:
-        for i in range(max(0, n - len(secret) + 1), n):
-            if secret.startswith(text[i:]):
+        # At a word boundary only, like the patterns: a secret of a known shape is then
+        # held exactly where they hold it, whether or not the secret is known (replay).
+        for i in range(max(start, n - len(secret) + 1), n):
+            if secret.startswith(text[i:]) and _boundary(text, i):
                 hold = i
                 break
-    window = max(0, n - MAX_HOLD)
+    window = max(start, n - MAX_HOLD)
     match = _HOLD_KEY.search(text, window)
     if match:
         hold = min(hold, match.start())
-    lower = text[max(0, n - 40) :].lower()
-    base = n - len(lower)
+    base = max(start, n - 40)
+    lower = text[base:].lower()
     for i in range(len(lower)):
-        if i and lower[i - 1].isalnum():
+        if not _boundary(text, base + i):
             continue
         rest = lower[i:]
         for words in _ENDING_WORDS:
@@ -106,10 +113,11 @@ def hold_index(text: str, secret: str | None = None) -> int:
     return hold
 
 
-def split_safe(text: str, secret: str | None = None) -> tuple[list[tuple[int, int]], int]:
-    """The spans to redact in ``text[:hold]`` and ``hold``: what may be released now."""
-    hold = hold_index(text, secret)
-    found = spans(text, secret)
+def split_safe(text: str, secret: str | None = None, start: int = 0) -> tuple[list[tuple[int, int]], int]:
+    """The spans to redact in ``text[start:hold]`` and ``hold``: what may be released
+    now (``text[:start]`` is context, see ``hold_index``)."""
+    hold = hold_index(text, secret, start)
+    found = [(max(a, start), b) for a, b in spans(text, secret) if b > start]
     for a, b in reversed(found):
         if a < hold < b:
             hold = a
@@ -123,16 +131,23 @@ class StreamRedactor:
     def __init__(self, secret: str | None = None) -> None:
         self.secret = secret
         self._held = ""
+        self._before = ""
+        """The last character released: context for the word-boundary checks."""
 
     def feed(self, delta: str) -> str:
-        text = self._held + delta
-        found, hold = split_safe(text, self.secret)
+        ctx = self._before
+        text = ctx + self._held + delta
+        found, hold = split_safe(text, self.secret, len(ctx))
         self._held = text[hold:]
-        return apply(text[:hold], found)
+        if hold > len(ctx):
+            self._before = text[hold - 1]
+        return apply(text[len(ctx) : hold], [(a - len(ctx), b - len(ctx)) for a, b in found])
 
     def flush(self) -> str:
-        text, self._held = self._held, ""
-        return redact(text, self.secret)
+        ctx = self._before
+        text, self._held, self._before = ctx + self._held, "", ""
+        found = [(max(a, len(ctx)) - len(ctx), b - len(ctx)) for a, b in spans(text, self.secret) if b > len(ctx)]
+        return apply(text[len(ctx) :], found)
 
     @property
     def holding(self) -> bool:
