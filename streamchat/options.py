@@ -7,6 +7,7 @@ Every flag has an environment variable, for hosts that run ``python app.py`` bar
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,11 @@ from .session import READ_TIMEOUT, Mode, Settings
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "assistant_config.yaml"
 DEFAULT_RECORDINGS = ROOT / "recordings"
+
+RECORD_ON = ("1", "true", "yes", "on")
+RECORD_OFF = ("", "0", "false", "no", "off", "none")
+"""``--record`` / ``STREAMCHAT_RECORD`` values meaning on (the default folder) or off,
+any case; anything else is a folder."""
 
 ENV = {
     "config": "STREAMCHAT_CONFIG",
@@ -100,9 +106,12 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
     api_key = env.get("OPENAI_API_KEY") or None
     replay = pick("replay")
     record = pick("record")
-    if record is not None and record.lower() in ("1", "true", "yes", "on"):
+    if record is None and env.get(ENV["record"]) == "" and ENV["record"] in env:
+        record = ""
+    if record is not None and record.strip().lower() in RECORD_ON:
         record = str(DEFAULT_RECORDINGS)
-    if record is not None and record.lower() in ("0", "false", "no", "off"):
+    if record is not None and record.strip().lower() in RECORD_OFF:
+        logging.getLogger("streamchat").info("Recording is off (%s=%r).", "--record" if args.record else ENV["record"], record)
         record = None
     mode: Mode = "live" if api_key and not replay else "replay"
     replay_path = Path(replay) if replay else (DEFAULT_RECORDINGS if mode == "replay" else None)

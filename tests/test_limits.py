@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import re
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from conftest import BASE_CONFIG, BUILDERS, ROOT, TEST_KEY, Fake, make_settings,
 from test_load import load_app
 
 from streamchat import recording, session
+from streamchat.options import settings_from
 from streamchat.recording import RecordingError, RecordingWriter, load_recording
 from streamchat.replay import Library
 from streamchat.session import BUSY, READ_TIMEOUT, Runtime, Settings
@@ -419,3 +421,28 @@ async def test_concurrent_turns_in_one_chat_never_interleave(api: str, fake: Fak
         values = await run_turn(replayed.new_session(), turn.user)
         assert answer(values[-1]) == f"Echo: {turn.user}"
         assert turn.status == "completed"
+
+
+# -- STREAMCHAT_RECORD (issue 17, case 7) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["false", "off", "no", "0", "none", "", "NONE", " Off "])
+def test_record_off_values_turn_recording_off_and_say_so(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a folder named after the value would appear here
+    caplog.set_level(logging.INFO, logger="streamchat")
+    settings, _ = settings_from([], {"OPENAI_API_KEY": TEST_KEY, "STREAMCHAT_RECORD": value})
+    assert settings.mode == "live" and settings.record_dir is None
+    assert [r for r in caplog.records if "Recording is off" in r.getMessage()], caplog.records
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_record_on_values_and_folders(tmp_path: Path) -> None:
+    for value in ("1", "true", "Yes", "on"):
+        settings, _ = settings_from([], {"OPENAI_API_KEY": TEST_KEY, "STREAMCHAT_RECORD": value})
+        assert settings.record_dir == ROOT / "recordings"
+    settings, _ = settings_from([], {"OPENAI_API_KEY": TEST_KEY, "STREAMCHAT_RECORD": str(tmp_path / "none-of-these")})
+    assert settings.record_dir == tmp_path / "none-of-these"
+    settings, _ = settings_from(["--record", "none"], {"OPENAI_API_KEY": TEST_KEY})
+    assert settings.record_dir is None
