@@ -293,3 +293,19 @@ def test_every_key_shape_is_redacted_and_ordinary_text_is_not() -> None:
             redactor = StreamRedactor(own)
             pieces = [text[:cut]] + [text[i : i + size] for i in range(cut, len(text), size)]
             assert "".join(redactor.feed(p) for p in pieces) + redactor.flush() == whole, (cut, size)
+
+
+def test_the_log_filter_redacts_messages_arguments_and_tracebacks(canary: Fake, caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever a module logs through the app's loggers, however it carries the key."""
+    Runtime(make_settings("chat", url=canary.url, api_key=CANARY))  # installs the filter, teaches it the key
+    log = logging.getLogger("streamchat")
+    log.warning("plain %s and %r", CANARY, {"auth": f"Bearer {CANARY}"})
+    log.warning(f"formatted {MASKED}, key ending in {CANARY[-8:]}, other sk-proj-{'x1' * 20}")
+    try:
+        raise RuntimeError(f"boom with {CANARY}")
+    except RuntimeError:
+        log.exception("failed")
+    logging.getLogger("openai").warning("the SDK said %s", CANARY)
+    text = app_log(caplog)
+    assert text.count("[redacted]") >= 6 and "boom with [redacted]" in text
+    assert leaks(text) == [] and masked_leaks(text) == [] and "x1x1x1" not in text
