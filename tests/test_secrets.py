@@ -309,3 +309,32 @@ def test_the_log_filter_redacts_messages_arguments_and_tracebacks(canary: Fake, 
     text = app_log(caplog)
     assert text.count("[redacted]") >= 6 and "boom with [redacted]" in text
     assert leaks(text) == [] and masked_leaks(text) == [] and "x1x1x1" not in text
+
+
+def leaky_tool(why: str = "") -> str:
+    """A tool whose output carries the key (an environment dump, a debug page)."""
+    return f"env: OPENAI_API_KEY={CANARY}; masked {MASKS[0]}"
+
+
+LEAKY_TOOLS = """
+tools:
+  - name: leaky
+    handler: test_secrets:leaky_tool
+"""
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_a_tool_output_and_arguments_holding_the_key_reach_nothing(
+    api: str, canary: Fake, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    from conftest import BASE_CONFIG
+    from test_tool_loop import answer, ask
+
+    canary.push(ask(api, synth.FunctionCall("leaky", f'{{"why": "{CANARY}"}}', chunks=4)), answer(api, "Done."))
+    runtime = Runtime(make_settings(api, url=canary.url, api_key=CANARY, record_dir=tmp_path, config=BASE_CONFIG + LEAKY_TOOLS))
+    chat = runtime.new_session()
+    values = await run_turn(chat, "use the tool")
+    await close(runtime)
+    assert chat.last_status == "completed" and "env: OPENAI_API_KEY=[redacted]" in repr(values[-1]), values[-1]
+    for where, text in (("UI", repr(values)), ("recording", all_files(tmp_path)), ("log", app_log(caplog))):
+        assert leaks(text) == [] and masked_leaks(text) == [], where
