@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from . import __version__, redact
 from .events import TERMINAL_STATUSES, TurnStatus
+from .redact import clean_text as clean_text  # re-exported: the writer's own rule
 from .sse import APIS, Api, RawEvent
 
 FORMAT = "streamchat-recording"
@@ -100,13 +101,6 @@ def header(api: Api, model: str, config_sha256: str, *, source: str = "recorded"
 
 
 _UNSAFE = re.compile("[\u2028\u2029\u0085]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-REPLACEMENT = "\ufffd"
-
-
-def clean_text(text: str) -> str:
-    """``text`` with lone surrogates (which UTF-8 cannot encode) replaced by U+FFFD."""
-    return _SURROGATE.sub(REPLACEMENT, text)
 
 
 def _line(obj: dict[str, Any]) -> str:
@@ -115,7 +109,7 @@ def _line(obj: dict[str, Any]) -> str:
     line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     # These characters can only stand inside JSON strings, where an escape means the same.
     line = _UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", line)
-    return _SURROGATE.sub(REPLACEMENT, line) + "\n"
+    return clean_text(line) + "\n"
 
 
 REDACTED = redact.REDACTED

@@ -13,14 +13,20 @@ What is removed (replaced by ``[redacted]``):
 Streamed text arrives in deltas and a key may be split over two of them:
 ``StreamRedactor`` holds back a short tail while it may be the start of a key and
 releases it with the next delta (or at ``flush``, at the end of the stream).
+``EventRedactor`` applies all of this to a turn's ``StreamEvent``s, and replaces text
+UTF-8 cannot encode (lone surrogates) with U+FFFD, saying so once.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from . import events as ev
+from .events import StreamEvent
 
 REDACTED = "[redacted]"
 
@@ -152,6 +158,69 @@ class StreamRedactor:
     @property
     def holding(self) -> bool:
         return bool(self._held)
+
+
+# -- text UTF-8 cannot hold, and a turn's events ----------------------------------------
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+REPLACED = "Some characters could not be encoded (lone surrogates) and were replaced with \ufffd."
+_STREAMED = ("text", "reasoning", "tool_args")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates (which UTF-8 cannot encode) replaced by U+FFFD."""
+    return _SURROGATE.sub(REPLACEMENT, text)
+
+
+def clean_message(message: dict[str, Any]) -> dict[str, Any]:
+    """A history message whose text is ``clean_text``-ed (it is sent to the API again)."""
+    content = message.get("content")
+    if isinstance(content, str) and clean_text(content) != content:
+        return {**message, "content": clean_text(content)}
+    return message
+
+
+class EventRedactor:
+    """What a turn's events become before anything shows or logs them: every text
+    redacted (streamed ones across delta boundaries, a possible key's start held back
+    until it is known), and text UTF-8 cannot encode replaced, said once per turn."""
+
+    def __init__(self, secret: str | None, *, said_replaced: bool = False) -> None:
+        self.secret = secret
+        self.said_replaced = said_replaced
+        self.redactor = StreamRedactor(secret)
+        self.last: StreamEvent | None = None
+        """The streamed event whose text the redactor holds the tail of."""
+
+    def _key(self, event: StreamEvent) -> tuple[str, str | None]:
+        return (event.kind, event.call_id)
+
+    def flush(self) -> list[StreamEvent]:
+        last, self.last = self.last, None
+        rest = self.redactor.flush()
+        return [replace(last, text=rest)] if last is not None and rest else []
+
+    def __call__(self, event: StreamEvent) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        if self.last is not None and (event.kind not in _STREAMED or self._key(event) != self._key(self.last)):
+            out += self.flush()
+        text = event.text
+        if text and clean_text(text) != text:
+            text = clean_text(text)
+            if not self.said_replaced:
+                self.said_replaced = True
+                out.append(ev.notice(REPLACED))
+        if event.kind in _STREAMED:
+            self.last = event
+            text = self.redactor.feed(text)
+            if not text and event.text:
+                return out  # all held back for now
+        elif text:
+            text = redact(text, self.secret)
+        url = redact(event.url, self.secret) if event.url else event.url
+        out.append(replace(event, text=text, url=url) if (text != event.text or url != event.url) else event)
+        return out
 
 
 # -- structured data ------------------------------------------------------------------

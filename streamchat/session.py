@@ -23,8 +23,8 @@ from .backends import BACKENDS, Backend, Conversation, TurnContext
 from .backends.base import NullTap, ToolCall, describe_error, redact
 from .config import Config
 from .events import StreamEvent
-from .recording import MAX_FOLDER_BYTES, FolderQuota, RecordingWriter, clean_text, header, new_recording_path
-from .redact import StreamRedactor, protect_logs
+from .recording import MAX_FOLDER_BYTES, FolderQuota, RecordingWriter, header, new_recording_path
+from .redact import REPLACED, EventRedactor, clean_message, clean_text, protect_logs
 from .replay import MAX_GAP, Library, Player
 from .replayapi import ReplayAPI
 from .serve import ReplayTransport
@@ -184,57 +184,6 @@ class Runtime:
 
 
 BUSY = "Another answer is still streaming in this chat; send this message when it has finished."
-REPLACED = "Some characters could not be encoded (lone surrogates) and were replaced with �."
-_STREAMED = ("text", "reasoning", "tool_args")
-
-
-def _clean_message(message: dict[str, Any]) -> dict[str, Any]:
-    content = message.get("content")
-    if isinstance(content, str) and clean_text(content) != content:
-        return {**message, "content": clean_text(content)}
-    return message
-
-
-class _Outgoing:
-    """What a turn's events become before anything shows or logs them: every text
-    redacted (streamed ones across delta boundaries, a possible key's start held back
-    until it is known), and text UTF-8 cannot encode replaced, said once per turn."""
-
-    def __init__(self, secret: str | None, *, said_replaced: bool = False) -> None:
-        self.secret = secret
-        self.said_replaced = said_replaced
-        self.redactor = StreamRedactor(secret)
-        self.last: StreamEvent | None = None
-        """The streamed event whose text the redactor holds the tail of."""
-
-    def _key(self, event: StreamEvent) -> tuple[str, str | None]:
-        return (event.kind, event.call_id)
-
-    def flush(self) -> list[StreamEvent]:
-        last, self.last = self.last, None
-        rest = self.redactor.flush()
-        return [replace(last, text=rest)] if last is not None and rest else []
-
-    def __call__(self, event: StreamEvent) -> list[StreamEvent]:
-        out: list[StreamEvent] = []
-        if self.last is not None and (event.kind not in _STREAMED or self._key(event) != self._key(self.last)):
-            out += self.flush()
-        text = event.text
-        if text and clean_text(text) != text:
-            text = clean_text(text)
-            if not self.said_replaced:
-                self.said_replaced = True
-                out.append(ev.notice(REPLACED))
-        if event.kind in _STREAMED:
-            self.last = event
-            text = self.redactor.feed(text)
-            if not text and event.text:
-                return out  # all held back for now
-        elif text:
-            text = redact(text, self.secret)
-        url = redact(event.url, self.secret) if event.url else event.url
-        out.append(replace(event, text=text, url=url) if (text != event.text or url != event.url) else event)
-        return out
 
 
 class ChatSession:
@@ -391,7 +340,7 @@ class ChatSession:
             message = clean_text(message)
             transcript.handle_event(ev.notice(REPLACED))
             self._said_replaced = True
-        history = [_clean_message(m) for m in history]  # earlier messages too: they are sent again
+        history = [clean_message(m) for m in history]  # earlier messages too: they are sent again
         answer = self._answer_locally(message, position)
         if answer is not None:  # nothing to ask the API: say so in the chat
             transcript.handle_event(answer)
@@ -483,7 +432,7 @@ class ChatSession:
         event or next tick" without cancelling the stream."""
         has_text = False
         ended = False
-        outgoing = _Outgoing(self.runtime.settings.api_key, said_replaced=self._said_replaced)
+        outgoing = EventRedactor(self.runtime.settings.api_key, said_replaced=self._said_replaced)
         try:
             async for event in backend.turn(self.conv, message, history, ctx):
                 has_text = has_text or event.kind == "text"
