@@ -142,6 +142,7 @@ class _Held:
     obj: dict[str, Any]
     leaves: list[tuple[tuple[Any, ...], str, str]]
     """(path in ``data``, channel, text) of each streamed-text leaf."""
+    originals: list[str]
 
 
 class FolderQuota:
@@ -279,9 +280,7 @@ class RecordingWriter:
         data = obj.get("data")
         base = (obj.get("event"), data.get("type") if isinstance(data, dict) else None)
         leaves = [(path, repr((base, tuple(p for p in path if isinstance(p, str)))), text) for path, text in found]
-        if isinstance(data, (dict, list)):
-            obj["data"] = copy.deepcopy(data)  # its texts may be rewritten: never the driver's own
-        self._held.append(_Held(obj, leaves))
+        self._held.append(_Held(obj, leaves, [text for _, text in found]))
         self._settle(final=False)
 
     def _settle(self, *, final: bool) -> None:
@@ -314,8 +313,12 @@ class RecordingWriter:
                         ready = min(ready, i)
                         break
         for held in self._held[:ready]:
-            for path, channel, text in held.leaves:
-                _set(held.obj["data"], path, text)
+            changed = [(path, text) for (path, _, text), old in zip(held.leaves, held.originals, strict=True) if text != old]
+            if changed:  # a copy: the driver's own event data is never rewritten
+                held.obj["data"] = copy.deepcopy(held.obj["data"])
+                for path, text in changed:
+                    _set(held.obj["data"], path, text)
+            for _, channel, text in held.leaves:
                 if text:
                     self._before[channel] = text[-1]
             self._write(held.obj)
