@@ -117,16 +117,30 @@ SIGNED_PARAMS = redact.SIGNED_PARAMS
 _scrub = redact.scrub
 
 
-def _delta_leaves(value: Any, path: tuple[Any, ...], under: bool, out: list[tuple[tuple[Any, ...], str]]) -> None:
-    """The string leaves of an event's data under a ``delta`` key: streamed text."""
-    if isinstance(value, dict):
+def _walk(value: Any, path: tuple[Any, ...], out: list[tuple[tuple[Any, ...], str]]) -> None:
+    if isinstance(value, str):
+        out.append((path, value))
+    elif isinstance(value, dict):
         for k, v in value.items():
-            _delta_leaves(v, (*path, k), under or k == "delta", out)
+            _walk(v, (*path, k), out)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _delta_leaves(v, (*path, i), under, out)
-    elif under and isinstance(value, str):
-        out.append((path, value))
+            _walk(v, (*path, i), out)
+
+
+def _delta_leaves(data: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """The streamed text of an event: the strings under its ``delta`` (Responses,
+    Assistants) or its choices' ``delta`` (Chat Completions), with their paths."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+    if isinstance(data, dict):
+        if "delta" in data:
+            _walk(data["delta"], ("delta",), out)
+        choices = data.get("choices")
+        if isinstance(choices, list):
+            for i, choice in enumerate(choices):
+                if isinstance(choice, dict) and "delta" in choice:
+                    _walk(choice["delta"], ("choices", i, "delta"), out)
+    return out
 
 
 def _set(root: Any, path: tuple[Any, ...], value: str) -> None:
@@ -272,16 +286,30 @@ class RecordingWriter:
 
     def _event_line(self, obj: dict[str, Any]) -> None:
         """Write an event, or hold it while its streamed text may end in a key's start."""
-        found: list[tuple[tuple[Any, ...], str]] = []
-        _delta_leaves(obj.get("data"), (), False, found)
+        found = _delta_leaves(obj.get("data"))
         if not found and not self._held:
             self._write(obj)
             return
         data = obj.get("data")
         base = (obj.get("event"), data.get("type") if isinstance(data, dict) else None)
         leaves = [(path, repr((base, tuple(p for p in path if isinstance(p, str)))), text) for path, text in found]
+        if not self._held and all(self._plain(channel, text) for _, channel, text in leaves):
+            for _, channel, text in leaves:  # the common case: nothing to hold or cut
+                if text:
+                    self._before[channel] = text[-1]
+            self._write(obj)
+            return
         self._held.append(_Held(obj, leaves, [text for _, text in found]))
         self._settle(final=False)
+
+    def _plain(self, channel: str, text: str) -> bool:
+        """Whether a delta, after what its channel wrote last, holds no key and ends in
+        nothing that could start one."""
+        ctx = self._before.get(channel, "")
+        full = ctx + text
+        return redact.hold_index(full, self._secret, len(ctx)) == len(full) and not any(
+            b > len(ctx) for _, b in redact.spans(full, self._secret)
+        )
 
     def _settle(self, *, final: bool) -> None:
         """Redact keys across the held events' texts, channel by channel, and write the

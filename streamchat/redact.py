@@ -43,9 +43,16 @@ _ENDING = re.compile(r"(?i)\b(?:ending|ends) (?:in|with):? ?['\"‘“]?([A-Za-z
 _HOLD_KEY = re.compile(r"(?<![A-Za-z0-9])[srp](?:k(?:-[A-Za-z0-9_\-*.…]*)?)?$")
 """The tail of a text that may still become a key or a masked key."""
 _ENDING_WORDS = ("ending in ", "ending with ", "ends in ", "ends with ")
+_WORD_E = re.compile(r"(?<![A-Za-z0-9])[eE]")
 _ENDING_TAIL = re.compile(r":? ?['\"‘“]?[A-Za-z0-9_\-]{0,8}")
 
 # -- plain text ----------------------------------------------------------------------
+
+
+def may_hold_pattern(text: str) -> bool:
+    """A cheap first check (substring tests, much faster than the patterns): text
+    without any of these holds no key pattern."""
+    return "k-" in text or "nding" in text or "nds " in text or "NDING" in text or "NDS " in text
 
 
 def spans(text: str, secret: str | None = None) -> list[tuple[int, int]]:
@@ -56,6 +63,8 @@ def spans(text: str, secret: str | None = None) -> list[tuple[int, int]]:
         while start >= 0:
             found.append((start, start + len(secret)))
             start = text.find(secret, start + len(secret))
+    if not may_hold_pattern(text):
+        return found
     found += [m.span() for m in _MASKED.finditer(text)]
     found += [m.span() for m in _KEY.finditer(text)]
     found += [m.span(1) for m in _ENDING.finditer(text)]
@@ -96,25 +105,23 @@ def hold_index(text: str, secret: str | None = None, start: int = 0) -> int:
     if secret and len(secret) >= MIN_SECRET:
         # At a word boundary only, like the patterns: a secret of a known shape is then
         # held exactly where they hold it, whether or not the secret is known (replay).
-        for i in range(max(start, n - len(secret) + 1), n):
+        i = text.find(secret[0], max(start, n - len(secret) + 1))
+        while i >= 0:
             if secret.startswith(text[i:]) and _boundary(text, i):
                 hold = i
                 break
-    window = max(start, n - MAX_HOLD)
-    match = _HOLD_KEY.search(text, window)
+            i = text.find(secret[0], i + 1)
+    match = _HOLD_KEY.search(text, max(start, n - MAX_HOLD))
     if match:
         hold = min(hold, match.start())
-    base = max(start, n - 40)
-    lower = text[base:].lower()
-    for i in range(len(lower)):
-        if not _boundary(text, base + i):
-            continue
-        rest = lower[i:]
-        for words in _ENDING_WORDS:
-            if words.startswith(rest) or (rest.startswith(words) and _ENDING_TAIL.fullmatch(rest[len(words) :])):
-                hold = min(hold, base + i)
-                break
-        if hold <= base + i:
+    for match in _WORD_E.finditer(text, max(start, n - 40)):
+        i = match.start()
+        rest = text[i:].lower()
+        if any(
+            words.startswith(rest) or (rest.startswith(words) and _ENDING_TAIL.fullmatch(rest[len(words) :]))
+            for words in _ENDING_WORDS
+        ):
+            hold = min(hold, i)
             break
     return hold
 
@@ -245,8 +252,6 @@ SIGNED_PARAMS = frozenset(
 
 SIGNED_HINT = re.compile(r"[?&](?:" + "|".join(re.escape(p) for p in sorted(SIGNED_PARAMS)) + r")=", re.IGNORECASE)
 _URL = re.compile(r"https?://[^\s\"'<>`)\]]+", re.IGNORECASE)
-NEEDS_LOOK = re.compile(r"(?:sk|rk|pk)-|ending|ends ", re.IGNORECASE)
-"""A cheap first check: text without any of these has no key pattern in it."""
 
 
 def _unsign(match: re.Match[str]) -> str:
@@ -278,7 +283,7 @@ def scrub(value: Any, secret: str | None) -> Any:
 
 def may_need(line: str, secret_json: str | None) -> bool:
     """Whether a serialized line may hold something ``scrub`` removes."""
-    return bool((secret_json and secret_json in line) or NEEDS_LOOK.search(line) or ("://" in line and SIGNED_HINT.search(line)))
+    return bool((secret_json and secret_json in line) or may_hold_pattern(line) or ("://" in line and SIGNED_HINT.search(line)))
 
 
 # -- logs -------------------------------------------------------------------------------

@@ -107,7 +107,7 @@ def _scrubbed_stream(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     async def run() -> AsyncGenerator[bytes, None]:
         async for chunk in stream:
             text = chunk.decode("utf-8", "replace")
-            yield redact.redact(text).encode("utf-8") if redact.NEEDS_LOOK.search(text) else chunk
+            yield redact.redact(text).encode("utf-8") if redact.may_hold_pattern(text) else chunk
 
     return run()
 
