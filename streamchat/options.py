@@ -10,6 +10,7 @@ the config are checked, so ``--help`` and a bad value answer at once.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,11 @@ DEFAULT_CONFIG = _bundled("assistant_config.yaml")
 DEFAULT_RECORDINGS = _bundled("recordings")
 DEFAULT_SERVER = "api.openai.com"
 """Shown as the live server when ``OPENAI_BASE_URL`` is not set (the SDK's default)."""
+
+RECORD_ON = ("1", "true", "yes", "on")
+RECORD_OFF = ("", "0", "false", "no", "off", "none")
+"""``--record`` / ``STREAMCHAT_RECORD`` values meaning on (the default folder) or off,
+any case; anything else is a folder."""
 
 ENV = {
     "config": "STREAMCHAT_CONFIG",
@@ -151,9 +157,12 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
     replay = pick("replay")
     args.replay_source = None if replay is None else "--replay" if args.replay is not None else ENV["replay"]
     record = pick("record")
-    if record is not None and record.lower() in ("1", "true", "yes", "on"):
+    if record is None and env.get(ENV["record"]) == "" and ENV["record"] in env:
+        record = ""
+    if record is not None and record.strip().lower() in RECORD_ON:
         record = str(DEFAULT_RECORDINGS)
-    if record is not None and record.lower() in ("0", "false", "no", "off"):
+    if record is not None and record.strip().lower() in RECORD_OFF:
+        logging.getLogger("streamchat").info("Recording is off (%s=%r).", "--record" if args.record else ENV["record"], record)
         record = None
     mode: Mode = "live" if api_key and not replay else "replay"
     if mode == "replay" and replay is None and config.replay is not None:

@@ -10,18 +10,20 @@ line by number, and keeps everything that is valid.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from . import __version__
+from . import __version__, redact
 from .events import TERMINAL_STATUSES, TurnStatus
+from .redact import clean_text as clean_text  # re-exported: the writer's own rule
 from .sse import APIS, Api, RawEvent
 
 FORMAT = "streamchat-recording"
@@ -100,67 +102,106 @@ def header(api: Api, model: str, config_sha256: str, *, source: str = "recorded"
     }
 
 
+_UNSAFE = re.compile("[\u2028\u2029\u0085]")
+
+
 def _line(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+    """One JSON Lines line. U+2028, U+2029 and U+0085 are written as ``\\u`` escapes,
+    since some readers split lines on them; a lone surrogate becomes U+FFFD."""
+    line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    # These characters can only stand inside JSON strings, where an escape means the same.
+    line = _UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", line)
+    return clean_text(line) + "\n"
 
 
-REDACTED = "[redacted]"
-
-SIGNED_PARAMS = frozenset(
-    {
-        "sig",  # Azure SAS
-        "se",
-        "signature",  # CloudFront and others
-        "key-pair-id",
-        "policy",
-        "x-amz-signature",  # S3 presigned
-        "x-amz-credential",
-        "x-amz-security-token",
-        "x-goog-signature",  # GCS signed
-        "x-goog-credential",
-        "token",
-        "access_token",
-    }
-)
-"""Query parameters that make a URL a signed one: its whole query string is dropped."""
-
-_SIGNED_HINT = re.compile(r"[?&](?:" + "|".join(re.escape(p) for p in sorted(SIGNED_PARAMS)) + r")=", re.IGNORECASE)
-_URL = re.compile(r"https?://[^\s\"'<>`)\]]+", re.IGNORECASE)
+REDACTED = redact.REDACTED
+SIGNED_PARAMS = redact.SIGNED_PARAMS
+_scrub = redact.scrub
 
 
-def _unsign(match: re.Match[str]) -> str:
-    url = match.group(0)
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    names = {name.lower() for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
-    if names & SIGNED_PARAMS:
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-    return url
-
-
-def _scrub(value: Any, secret: str | None) -> Any:
-    """``value`` with the secret replaced and signed URLs' query strings removed, in
-    every string it holds (keys included)."""
+def _walk(value: Any, path: tuple[Any, ...], out: list[tuple[tuple[Any, ...], str]]) -> None:
     if isinstance(value, str):
-        if secret and secret in value:
-            value = value.replace(secret, REDACTED)
-        if "://" in value:
-            value = _URL.sub(_unsign, value)
-        return value
-    if isinstance(value, dict):
-        return {_scrub(k, secret): _scrub(v, secret) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, secret) for v in value]
-    return value
+        out.append((path, value))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _walk(v, (*path, k), out)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _walk(v, (*path, i), out)
+
+
+def _delta_leaves(data: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """The streamed text of an event: the strings under its ``delta`` (Responses,
+    Assistants) or its choices' ``delta`` (Chat Completions), with their paths."""
+    out: list[tuple[tuple[Any, ...], str]] = []
+    if isinstance(data, dict):
+        if "delta" in data:
+            _walk(data["delta"], ("delta",), out)
+        choices = data.get("choices")
+        if isinstance(choices, list):
+            for i, choice in enumerate(choices):
+                if isinstance(choice, dict) and "delta" in choice:
+                    _walk(choice["delta"], ("choices", i, "delta"), out)
+    return out
+
+
+def _set(root: Any, path: tuple[Any, ...], value: str) -> None:
+    for step in path[:-1]:
+        root = root[step]
+    root[path[-1]] = value
+
+
+@dataclass
+class _Held:
+    """An event line waiting while the end of its streamed text may be a key's start."""
+
+    obj: dict[str, Any]
+    leaves: list[tuple[tuple[Any, ...], str, str]]
+    """(path in ``data``, channel, text) of each streamed-text leaf."""
+    originals: list[str]
+
+
+class FolderQuota:
+    """The bytes in a recordings folder, shared by every writer into it, so the cap is
+    checked on every write (not only when a session opens)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def measure(self, folder: Path) -> int:
+        try:
+            used = sum(p.stat().st_size for p in folder.glob("*" + SUFFIX) if p.is_file())
+        except OSError:
+            used = 0
+        with self._lock:
+            self.used = used
+        return used
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MiB"
 
 
 class RecordingWriter:
     """Appends one session's turns to a new file, a flushed line at a time.
 
     It is also the driver's tap: ``stream_started``, ``event`` and ``tool_output`` are
-    called as things happen, between ``begin_turn`` and ``end_turn``.
+    called as things happen, between ``begin_turn`` and ``end_turn``. It never raises
+    into the chat: a failure stops recording and ``stopped`` says why.
+
+    Caps are in UTF-8 bytes and checked before every line: a turn (``max_turn_bytes``),
+    the file (``max_file_bytes``, the size replay accepts) and the folder (``quota``).
+    A line that would cross one is not written; recording stops; the file keeps every
+    complete line before it and stays playable.
     """
 
     def __init__(
@@ -169,7 +210,9 @@ class RecordingWriter:
         head: dict[str, Any],
         *,
         clock: Any = time.monotonic,
-        max_turn_bytes: int = MAX_TURN_BYTES,
+        max_turn_bytes: int | None = None,
+        max_file_bytes: int | None = None,
+        quota: FolderQuota | None = None,
         secret: str | None = None,
         lock: contextlib.AbstractContextManager[Any] | None = None,
     ) -> None:
@@ -181,50 +224,141 @@ class RecordingWriter:
         # The secret as it appears inside a serialized JSON string.
         self._secret_json = json.dumps(secret, ensure_ascii=False)[1:-1] if secret else None
         self._clock = clock
-        self._max_turn_bytes = max_turn_bytes
-        self._file: IO[str] | None = None
+        self._max_turn_bytes = MAX_TURN_BYTES if max_turn_bytes is None else max_turn_bytes
+        self._max_file_bytes = MAX_FILE_BYTES if max_file_bytes is None else max_file_bytes
+        self._quota = quota
+        self._file: IO[bytes] | None = None
         self._head = head
         self._turn = -1
         self._stream = -1
         self._start = 0.0
         self._turn_bytes = 0
+        self.file_bytes = 0
+        self._held: list[_Held] = []
+        self._before: dict[str, str] = {}
         self.stopped = ""
         """Why recording stopped early (a size cap, a write error); empty while it runs."""
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> IO[bytes]:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # "x": never overwrite an existing recording.
-            self._file = open(self.path, "x", encoding="utf-8")  # noqa: SIM115
+            self._file = open(self.path, "xb")  # noqa: SIM115
             self._write(self._head)
         return self._file
 
     def _write(self, obj: dict[str, Any]) -> None:
         if self.stopped:
             return
-        line = self._clean(obj)
-        self._turn_bytes += len(line)
-        if self._turn_bytes > self._max_turn_bytes and obj.get("kind") != "end":
-            self.stopped = (
-                f"This turn passed the recording limit of {self._max_turn_bytes // (1024 * 1024)} MiB; recording stopped."
-            )
+        try:
+            data = self._clean(obj).encode("utf-8")
+        except (ValueError, TypeError) as exc:  # never into the chat as an unexpected error
+            self.stopped = f"Recording stopped: a line could not be written ({type(exc).__name__})."
+            return
+        size = len(data)
+        if obj.get("kind") != "end" and self._turn_bytes + size > self._max_turn_bytes:
+            self.stopped = f"This turn passed the recording limit of {_mib(self._max_turn_bytes)}; recording stopped."
+            return
+        if self.file_bytes + size > self._max_file_bytes:
+            self.stopped = f"This chat's recording reached its limit of {_mib(self._max_file_bytes)}; recording stopped."
+            return
+        if self._quota is not None and not self._quota.take(size):
+            self.stopped = f"The recordings folder reached its limit of {_mib(self._quota.limit)}; recording stopped."
             return
         assert self._file is not None
         try:
             with self._lock:
-                self._file.write(line)
+                self._file.write(data)
                 self._file.flush()
         except OSError as exc:
             self.stopped = f"Recording stopped: {exc.strerror or exc}."
+            return
+        self._turn_bytes += size
+        self.file_bytes += size
 
     def _clean(self, obj: dict[str, Any]) -> str:
-        """The object's line, never holding the secret or a signed URL. The object is
-        walked only when a substring check on its line says it may need it."""
+        """The object's line, never holding a key or a signed URL. The object is walked
+        only when a cheap check on its line says it may need it."""
         line = _line(obj)
-        secret = self._secret_json
-        if (secret and secret in line) or ("://" in line and _SIGNED_HINT.search(line)):
+        if redact.may_need(line, self._secret_json):
             line = _line(_scrub(obj, self._secret))
         return line
+
+    # -- keys split over streamed deltas ---------------------------------------------
+
+    def _event_line(self, obj: dict[str, Any]) -> None:
+        """Write an event, or hold it while its streamed text may end in a key's start."""
+        found = _delta_leaves(obj.get("data"))
+        if not found and not self._held:
+            self._write(obj)
+            return
+        data = obj.get("data")
+        base = (obj.get("event"), data.get("type") if isinstance(data, dict) else None)
+        leaves = [(path, repr((base, tuple(p for p in path if isinstance(p, str)))), text) for path, text in found]
+        if not self._held and all(self._plain(channel, text) for _, channel, text in leaves):
+            for _, channel, text in leaves:  # the common case: nothing to hold or cut
+                if text:
+                    self._before[channel] = text[-1]
+            self._write(obj)
+            return
+        self._held.append(_Held(obj, leaves, [text for _, text in found]))
+        self._settle(final=False)
+
+    def _plain(self, channel: str, text: str) -> bool:
+        """Whether a delta, after what its channel wrote last, holds no key and ends in
+        nothing that could start one."""
+        ctx = self._before.get(channel, "")
+        full = ctx + text
+        return redact.hold_index(full, self._secret, len(ctx)) == len(full) and not any(
+            b > len(ctx) for _, b in redact.spans(full, self._secret)
+        )
+
+    def _settle(self, *, final: bool) -> None:
+        """Redact keys across the held events' texts, channel by channel, and write the
+        events that can no longer be part of a key."""
+        ready = len(self._held)
+        channels: dict[str, list[tuple[int, int]]] = {}
+        for i, held in enumerate(self._held):
+            for j, (_, channel, _) in enumerate(held.leaves):
+                channels.setdefault(channel, []).append((i, j))
+        for channel, places in channels.items():
+            ctx = self._before.get(channel, "")  # the last character written: context only
+            pieces = [ctx] + [self._held[i].leaves[j][2] for i, j in places]
+            text = "".join(pieces)
+            found, hold = redact.split_safe(text, self._secret, len(ctx))
+            if final:
+                found = [(max(a, len(ctx)), b) for a, b in redact.spans(text, self._secret) if b > len(ctx)]
+                hold = len(text)
+            pieces = _cut(pieces, found)[1:] if found else pieces[1:]
+            if found:
+                for (i, j), piece in zip(places, pieces, strict=True):
+                    path, name, _ = self._held[i].leaves[j]
+                    self._held[i].leaves[j] = (path, name, piece)
+            tail = len(text) - hold  # untouched by the cut: every span ends before it
+            if tail:  # the event holding the tail's first character waits, and all after it
+                start, pos = sum(map(len, pieces)) - tail, 0
+                for (i, _), piece in zip(places, pieces, strict=True):
+                    pos += len(piece)
+                    if pos > start:
+                        ready = min(ready, i)
+                        break
+        for held in self._held[:ready]:
+            changed = [(path, text) for (path, _, text), old in zip(held.leaves, held.originals, strict=True) if text != old]
+            if changed:  # a copy: the driver's own event data is never rewritten
+                held.obj["data"] = copy.deepcopy(held.obj["data"])
+                for path, text in changed:
+                    _set(held.obj["data"], path, text)
+            for _, channel, text in held.leaves:
+                if text:
+                    self._before[channel] = text[-1]
+            self._write(held.obj)
+        del self._held[:ready]
+
+    def _release(self) -> None:
+        if self._held:
+            self._settle(final=True)
+
+    # -- the tap ------------------------------------------------------------------------
 
     def begin_turn(self, user: str) -> None:
         if self.stopped:
@@ -234,6 +368,7 @@ class RecordingWriter:
         except OSError as exc:  # a folder that cannot be written: the chat goes on unrecorded
             self.stopped = f"Recording stopped: {exc.strerror or exc}."
             return
+        self._release()
         self._turn += 1
         self._stream = -1
         self._turn_bytes = 0
@@ -244,6 +379,7 @@ class RecordingWriter:
         return round(self._clock() - self._start, 4)
 
     def stream_started(self) -> None:
+        self._release()
         self._stream += 1
 
     def event(self, raw: RawEvent) -> None:
@@ -251,14 +387,16 @@ class RecordingWriter:
         if raw.event is not None:
             obj["event"] = raw.event
         obj["data"] = raw.data
-        self._write(obj)
+        self._event_line(obj)
 
     def tool_output(self, call_id: str, output: str) -> None:
+        self._release()
         self._write({"kind": "tool_output", "turn": self._turn, "t": self._t(), "call_id": call_id, "output": output})
 
     def end_turn(self, status: TurnStatus) -> None:
         if self._turn < 0:
             return
+        self._release()
         self._write({"kind": "end", "turn": self._turn, "t": self._t(), "status": status})
 
     @property
@@ -275,10 +413,33 @@ class RecordingWriter:
         return not self.stopped
 
     def close(self) -> None:
+        self._release()
         if self._file is not None:
             file, self._file = self._file, None
             with contextlib.suppress(OSError):  # a full disk fails the last flush too
                 file.close()
+
+
+def _cut(pieces: list[str], found: list[tuple[int, int]]) -> list[str]:
+    """``pieces`` (consecutive parts of one text) with the ``found`` spans of the whole
+    text redacted: a span's marker goes in the piece where it starts, the rest of the
+    span is removed from the pieces it runs over."""
+    out, pos = [], 0
+    for piece in pieces:
+        start, end = pos, pos + len(piece)
+        parts, i = [], start
+        for a, b in found:
+            if b <= start or a >= end:
+                continue
+            if a > i:
+                parts.append(piece[i - start : a - start])
+            if a >= start:
+                parts.append(REDACTED)
+            i = max(i, min(b, end))
+        parts.append(piece[i - start :])
+        out.append("".join(parts))
+        pos = end
+    return out
 
 
 def new_recording_path(folder: Path, stem: str) -> Path:
@@ -300,7 +461,8 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
     problems: list[str] = []
     head: dict[str, Any] | None = None
     turns: dict[int, RecordedTurn] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    # Only \n ends a line: str.splitlines() would also split on U+2028, U+0085, \x1c… inside strings.
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:

@@ -1,6 +1,6 @@
 """Serve recordings as an OpenAI-compatible endpoint on 127.0.0.1.
 
-    python -m streamchat.replay_server recordings/ [--port N] [--speed X] [--max-gap S]
+    python -m streamchat.replay_server recordings/ [--port N] [--speed X] [--max-gap S] [--max-body BYTES]
     python -m streamchat.replay_server DIR --record [--upstream URL]   (the recording proxy)
 
 Any OpenAI client, in any language, can then stream recorded answers offline: point its
@@ -13,6 +13,7 @@ request gets the first recording whose prompts match its user message.
 from __future__ import annotations
 
 import argparse
+import collections
 import sys
 import threading
 from collections.abc import Sequence
@@ -21,7 +22,8 @@ from pathlib import Path
 from .recording import RecordingError
 from .replay import MAX_GAP, Library, Player
 from .replayapi import ReplayAPI, Script, TurnRequest
-from .serve import serve_in_thread
+from .serve import RunningServer, asgi_app, serve_in_thread
+from .validate import MAX_BODY
 
 DEFAULT_PORT = 8765
 
@@ -84,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --record: the OpenAI-compatible base URL to forward to (default $OPENAI_BASE_URL, else the OpenAI API); "
         "$OPENAI_API_KEY, when set, replaces the key clients send",
     )
+    parser.add_argument(
+        "--max-body",
+        type=int,
+        default=MAX_BODY,
+        metavar="BYTES",
+        help=f"refuse request bodies larger than this with a 413 (default {MAX_BODY})",
+    )
     return parser
 
 
@@ -121,6 +130,20 @@ def record(args: argparse.Namespace) -> int:
     return 0
 
 
+def make_core(source: UnionSource, speed: float) -> ReplayAPI:
+    """The request handler the server uses: its request log is off (nothing reads it,
+    and a long-running server must not keep every body)."""
+    core = ReplayAPI(source, speed=speed)
+    core.log = collections.deque(maxlen=0)
+    return core
+
+
+def serve(core: ReplayAPI, *, port: int = 0, max_body: int = MAX_BODY) -> RunningServer:
+    """Serve ``core`` on 127.0.0.1: bodies validated before it sees them (at most
+    ``max_body`` bytes), keys redacted from every answer."""
+    return serve_in_thread(core, port=port, app=asgi_app(core, max_body=max_body, redact_output=True))
+
+
 def load_source(path: Path, max_gap: float = MAX_GAP) -> tuple[UnionSource, list[str]]:
     """The source serving every playable recording under ``path``, and the problems
     met on the way (recordings skipped, lines damaged)."""
@@ -135,8 +158,8 @@ def load_source(path: Path, max_gap: float = MAX_GAP) -> tuple[UnionSource, list
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.speed < 0 or args.max_gap <= 0 or not 0 <= args.port < 65536:
-        print("error: --speed must be >= 0, --max-gap > 0 and --port in 0..65535", file=sys.stderr)
+    if args.speed < 0 or args.max_gap <= 0 or not 0 <= args.port < 65536 or args.max_body < 1:
+        print("error: --speed must be >= 0, --max-gap > 0, --max-body >= 1 and --port in 0..65535", file=sys.stderr)
         return 2
     if args.record:
         return record(args)
@@ -151,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {args.path}: no playable recording", file=sys.stderr)
         return 2
     try:
-        running = serve_in_thread(ReplayAPI(source, speed=args.speed), port=args.port)
+        running = serve(make_core(source, args.speed), port=args.port, max_body=args.max_body)
     except (OSError, RuntimeError) as exc:
         print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ import hashlib
 import itertools
 import json
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -122,7 +122,7 @@ class ReplayAPI:
         self.api_key = api_key
         """When set, requests without ``Authorization: Bearer <api_key>`` get a 401."""
         self.clock = clock
-        self.log: list[Logged] = []
+        self.log: deque[Logged] = deque(maxlen=1000)  # a ring: a server's memory stays bounded
         self.objects: dict[str, dict[str, Any]] = {}
         self._chains: dict[str, _Chain] = {}
         self._chat_starts: OrderedDict[str, float] = OrderedDict()

@@ -19,7 +19,9 @@ from typing import Any
 import httpx2
 import uvicorn
 
+from . import redact
 from .replayapi import Logged, ReplayAPI, Reply, StreamDropped
+from .validate import MAX_BODY, Invalid, check_request, parse_body, too_large
 
 
 def _json_body(raw: bytes) -> Any:
@@ -78,8 +80,47 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def asgi_app(core: ReplayAPI) -> Callable[[dict[str, Any], Receive, Send], Awaitable[None]]:
-    """The fake API as a bare ASGI app (no framework: it only needs bodies in, bytes out)."""
+async def _read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes:
+    """The request body, or ``Invalid`` (413) as soon as it is known to be over
+    ``limit``: from its Content-Length before reading any of it, else while reading."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"content-length":
+            try:
+                if int(value) > limit:
+                    raise too_large(limit)
+            except ValueError:
+                raise Invalid(400, "Bad Content-Length.", None, "invalid_request") from None
+    raw = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        raw += message.get("body", b"")
+        if len(raw) > limit:
+            raise too_large(limit)
+        if not message.get("more_body"):
+            break
+    return bytes(raw)
+
+
+def _scrubbed_stream(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def run() -> AsyncGenerator[bytes, None]:
+        async for chunk in stream:
+            text = chunk.decode("utf-8", "replace")
+            yield redact.redact(text).encode("utf-8") if redact.may_hold_pattern(text) else chunk
+
+    return run()
+
+
+def asgi_app(
+    core: ReplayAPI, *, max_body: int = MAX_BODY, redact_output: bool = False
+) -> Callable[[dict[str, Any], Receive, Send], Awaitable[None]]:
+    """The fake API as a bare ASGI app (no framework: it only needs bodies in, bytes out).
+
+    Bodies over ``max_body`` bytes, nested too deep or with a field of the wrong type
+    get a 4xx JSON error naming the field, before ``core`` sees them. With
+    ``redact_output`` (the replay server), keys are redacted from every response.
+    """
 
     async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -92,23 +133,23 @@ def asgi_app(core: ReplayAPI) -> Callable[[dict[str, Any], Receive, Send], Await
                     return
         if scope["type"] != "http":
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        reply: Reply = await core.handle(scope["method"], scope["path"], _json_body(raw), headers)
+        try:
+            request_body = parse_body(await _read_body(scope, receive, max_body))
+            check_request(scope["method"], scope["path"], request_body)
+        except Invalid as exc:
+            reply = Reply(exc.status, exc.body())
+        else:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            reply = await core.handle(scope["method"], scope["path"], request_body, headers)
         out_headers = [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         if reply.stream is None:
-            payload = json.dumps(reply.body).encode()
+            payload = json.dumps(redact.scrub(reply.body, None) if redact_output else reply.body).encode()
             out_headers.append((b"content-type", b"application/json"))
             await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
             await send({"type": "http.response.body", "body": payload})
             return
         await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
-        stream = reply.stream
+        stream = _scrubbed_stream(reply.stream) if redact_output else reply.stream
 
         async def body() -> None:
             # StreamDropped propagates: uvicorn then resets the connection mid-body.

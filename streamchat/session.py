@@ -25,7 +25,8 @@ from .config import Config
 from .defaults import READ_TIMEOUT
 from .events import StreamEvent
 from .guard import Limit
-from .recording import MAX_FOLDER_BYTES, RecordingWriter, header, new_recording_path
+from .recording import MAX_FOLDER_BYTES, FolderQuota, RecordingWriter, header, new_recording_path
+from .redact import REPLACED, EventRedactor, clean_message, clean_text, protect_logs
 from .replay import MAX_GAP, Library, Player
 from .replayapi import ReplayAPI
 from .serve import ReplayTransport
@@ -102,6 +103,9 @@ class Runtime:
         """The loop sessions run on (Gradio's), for cleanup called from other threads."""
         self.record_lock: contextlib.AbstractContextManager[Any] | None = None
         """Held by recorders around each write (a dataset uploader's lock; see spaces.py)."""
+        self.folder_quota = FolderQuota(MAX_FOLDER_BYTES)
+        """The record folder's bytes, counted by every recorder on every write."""
+        protect_logs(settings.api_key)
         if settings.mode == "replay":
             assert settings.replay_path is not None
             self.library = Library(settings.replay_path)
@@ -186,6 +190,9 @@ class Runtime:
                 await self.backend.close()
 
 
+BUSY = "Another answer is still streaming in this chat; send this message when it has finished."
+
+
 class ChatSession:
     """One browser tab (or CLI run): its remote thread/conversation, recorder, replay."""
 
@@ -202,6 +209,8 @@ class ChatSession:
         self.record = True
         """This session's record toggle (UI): off pauses its recording; needs ``record_dir``."""
         self.last_status: str | None = None
+        self._turn_running = False
+        self._said_replaced = False
 
     # -- setup ----------------------------------------------------------------------
 
@@ -231,13 +240,16 @@ class ChatSession:
         if self.recorder is None:
             config = self.runtime.config
             head = header(config.backend, config.model, config.sha256)
+            quota = self.runtime.folder_quota
+            quota.limit = MAX_FOLDER_BYTES
             self.recorder = RecordingWriter(
                 new_recording_path(folder, config.backend),
                 head,
                 secret=self.runtime.settings.api_key,
                 lock=self.runtime.record_lock,
+                quota=quota,
             )
-            if _folder_bytes(folder) > MAX_FOLDER_BYTES:  # stopped before its file exists: said, not silent
+            if quota.measure(folder) > MAX_FOLDER_BYTES:  # stopped before its file exists: said, not silent
                 limit = f"{MAX_FOLDER_BYTES / (1024 * 1024):g} MiB"
                 self.recorder.stopped = f"The recordings folder is over its limit of {limit}; this chat is not recorded."
         return self.recorder
@@ -315,8 +327,27 @@ class ChatSession:
         self, message: str, history: list[dict[str, Any]], transcript: Transcript
     ) -> AsyncGenerator[None, None]:
         """Feed ``transcript`` and yield whenever the UI should show it (coalesced)."""
+        if self._turn_running:  # one turn at a time: two would mix in the recording and the thread
+            transcript.handle_event(ev.turn_end("failed", BUSY))
+            yield None
+            return
+        self._turn_running = True
+        try:
+            async with contextlib.aclosing(self._one_turn(message, history, transcript)) as steps:
+                async for step in steps:
+                    yield step
+        finally:
+            self._turn_running = False
+
+    async def _one_turn(self, message: str, history: list[dict[str, Any]], transcript: Transcript) -> AsyncGenerator[None, None]:
         position = sum(1 for m in history if m.get("role") == "user")
         self.last_status = None
+        self._said_replaced = False
+        if clean_text(message) != message:  # lone surrogates: UTF-8 cannot carry them anywhere
+            message = clean_text(message)
+            transcript.handle_event(ev.notice(REPLACED))
+            self._said_replaced = True
+        history = [clean_message(m) for m in history]  # earlier messages too: they are sent again
         answer = self._answer_locally(message, position)
         if answer is not None:  # nothing to ask the API: say so in the chat
             transcript.handle_event(answer)
@@ -409,12 +440,12 @@ class ChatSession:
         event or next tick" without cancelling the stream."""
         has_text = False
         ended = False
+        outgoing = EventRedactor(self.runtime.settings.api_key, said_replaced=self._said_replaced)
         try:
             async for event in backend.turn(self.conv, message, history, ctx):
                 has_text = has_text or event.kind == "text"
-                if event.kind in ("error", "notice", "turn_end") and event.text:  # servers echo keys
-                    event = replace(event, text=redact(event.text, self.runtime.settings.api_key))
-                queue.put_nowait(event)
+                for out in outgoing(event):
+                    queue.put_nowait(out)
                 if event.kind == "turn_end":
                     ended = True
                     return
@@ -424,9 +455,12 @@ class ChatSession:
             status, line = describe_error(exc, has_text=has_text)
             line = redact(line, self.runtime.settings.api_key)
             log.info("turn ended by %s: %s", type(exc).__name__, line)
-            queue.put_nowait(ev.turn_end(status, line))
+            for out in outgoing(ev.turn_end(status, line)):
+                queue.put_nowait(out)
             ended = True
         finally:
+            for out in outgoing.flush():  # a held-back tail, when the turn did not end cleanly
+                queue.put_nowait(out)
             if not ended and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
                 queue.put_nowait(ev.turn_end("interrupted"))
             queue.put_nowait(None)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio import processing_utils
 from gradio.context import LocalContext
 from gradio.events import EventListener
 
@@ -74,6 +75,8 @@ class SessionSlot:
         self.offered: tuple[Path, int] | None = None
         self.downloads: Path | None = None
         """A private temporary folder for the copies this tab downloads."""
+        self.cached: set[Path] = set()
+        """Gradio's own copies of them (a folder each in its cache, named by content hash)."""
         self.idle = asyncio.Event()
         """Set while no turn of this tab runs."""
         self.idle.set()
@@ -93,9 +96,14 @@ class SessionSlot:
         return self.session
 
     def cleanup(self) -> None:
+        """Remove every copy this tab was offered, Gradio's included: nothing readable
+        outlives the session (called when its tab closes, and when its state expires)."""
         if self.downloads is not None:
             shutil.rmtree(self.downloads, ignore_errors=True)
             self.downloads = None
+        for folder in self.cached:
+            shutil.rmtree(folder, ignore_errors=True)
+        self.cached.clear()
 
 
 def session_file(runtime: Runtime, slot: SessionSlot) -> Path | None:
@@ -123,6 +131,12 @@ def download_copy(slot: SessionSlot, path: Path) -> tuple[Path, int]:
     copy = slot.downloads / path.name
     copy.write_bytes(data)
     return copy, data.count(b'{"kind":"turn"')
+
+
+def gradio_cache_folder(copy: Path, component: gr.components.Component) -> Path:
+    """The folder where Gradio will keep its own copy of ``copy`` when a component's
+    value is set to it (``processing_utils.save_file_to_cache``: cache / content hash)."""
+    return Path(component.GRADIO_CACHE) / processing_utils.hash_file(copy)
 
 
 def graceful_stop(demo: gr.Blocks, chat: gr.ChatInterface) -> None:
@@ -243,6 +257,9 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             log.info("refused a message from %s: %s", visitor.split(":")[0], refused.reason)
         return refused
 
+    slots: dict[str, SessionSlot] = {}
+    """Tabs by session hash, so a closed tab's download copies go with it."""
+
     def discard(slot: SessionSlot) -> None:
         slot.cleanup()
         if slot.session is not None:
@@ -256,6 +273,7 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         request = LocalContext.request.get(None)
         if request is not None and request.session_hash:
             runtime.sessions[request.session_hash] = session
+            slots[request.session_hash] = slot
         position = sum(1 for m in history if _role(m) == "user")
         refused = refusal(message, request)
         if refused is not None:  # answered at once; nothing reaches the provider
@@ -288,6 +306,9 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             runtime.sessions[request.session_hash] = session
 
     async def on_unload(request: gr.Request) -> None:
+        slot = slots.pop(request.session_hash or "", None)
+        if slot is not None:
+            slot.cleanup()
         session = runtime.sessions.pop(request.session_hash or "", None)
         if session is not None:
             await session.close()
@@ -380,7 +401,7 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                 session.record = bool(value) and runtime.settings.record_dir is not None
                 return banner_text(runtime, session)
 
-            async def refresh_download(slot: SessionSlot) -> Any:
+            async def refresh_download(slot: SessionSlot, request: gr.Request) -> Any:
                 """Offer the session's file as it is once the running turn has ended
                 (the chatbot changes all along a turn; later calls wait, then skip)."""
                 with contextlib.suppress(TimeoutError):
@@ -393,6 +414,9 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                     return gr.skip()
                 slot.offered = (path, size)
                 copy, turns = download_copy(slot, path)
+                slot.cached.add(gradio_cache_folder(copy, download))
+                if request is not None and request.session_hash:
+                    slots[request.session_hash] = slot
                 label = f"Download recording ({turns} turn{'' if turns == 1 else 's'})"
                 return gr.DownloadButton(label=label, value=str(copy), visible=True)
 

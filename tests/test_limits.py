@@ -9,20 +9,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import json
+import logging
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BASE_CONFIG, ROOT, TEST_KEY, Fake, make_settings, run_turn, text_script
+from conftest import BASE_CONFIG, BUILDERS, ROOT, TEST_KEY, Fake, make_settings, replay_settings, run_turn, text_script
 from test_load import load_app
 
 from streamchat import recording, session
+from streamchat.options import settings_from
 from streamchat.recording import RecordingError, RecordingWriter, load_recording
 from streamchat.replay import Library
-from streamchat.session import READ_TIMEOUT, Runtime, Settings
+from streamchat.session import BUSY, READ_TIMEOUT, Runtime, Settings
+from streamchat.testing import synth
+from streamchat.testing.faults import FaultScript
 
 APIS = ["responses", "assistants", "chat"]
 SHORT = "A short answer."
@@ -135,7 +141,7 @@ async def test_disk_full_mid_session_keeps_the_file_and_the_cleanup(fake: Fake, 
     assert writer is not None
     kept = writer.path.read_bytes()
     writer._file.close()  # type: ignore[union-attr]
-    writer._file = open("/dev/full", "w", encoding="utf-8")  # noqa: SIM115 (the writer closes it)
+    writer._file = open("/dev/full", "wb")  # noqa: SIM115 (the writer closes it)
     values = await run_turn(chat, "two")
     assert answer(values[-1]) == "Echo: two"
     assert any("No space left" in n for n in notices(values[-1])), values[-1]
@@ -295,3 +301,148 @@ def test_the_config_table_is_broad() -> None:
     nested = {key for _, key in BAD_CONFIGS if "." in key}
     assert {f"tools[0].{k}" for k in ("type", "name", "description", "timeout", "parameters", "handler")} <= nested
     assert {"ui.title", "ui.description", "ui.examples"} <= {k.split("[")[0] for k in nested}
+
+
+# -- caps in bytes, per turn, chat and folder (issue 17, case 4) --------------------------------
+
+
+def turn_bytes(path: Path) -> dict[int, int]:
+    """UTF-8 bytes of each turn's lines in a recording."""
+    out: dict[int, int] = {}
+    for line in path.read_bytes().split(b"\n")[1:]:
+        if line:
+            turn = json.loads(line)["turn"]
+            out[turn] = out.get(turn, 0) + len(line) + 1
+    return out
+
+
+async def test_the_turn_cap_counts_bytes_not_characters(fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2000 × "€" is 2000 characters but 6000 bytes: past a 5000-byte cap."""
+    cap = 5000
+    monkeypatch.setattr(recording, "MAX_TURN_BYTES", cap)
+    euros = "€" * 2000
+    fake.push(text_script("chat", euros, size=len(euros)))
+    runtime = Runtime(make_settings("chat", url=fake.url, record_dir=tmp_path))
+    chat = runtime.new_session()
+    values = await run_turn(chat, "euros")
+    await chat.close()
+    await close(runtime)
+    assert answer(values[-1]) == euros
+    assert [n for n in notices(values[-1]) if "recording limit of" in n], values[-1]
+    path = only_file(tmp_path)
+    assert len(path.read_text(encoding="utf-8")) < cap  # in characters it would have fitted
+    assert turn_bytes(path)[0] <= cap
+    assert [t.status for t in load_recording(path).turns] == ["interrupted"]
+
+
+async def test_what_the_app_records_it_can_replay(fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ten turns each under the turn cap would make a file larger than replay accepts:
+    recording stops at the chat's cap (the replay limit) with a notice, and the file
+    loads and replays."""
+    monkeypatch.setattr(recording, "MAX_TURN_BYTES", 7000)
+    monkeypatch.setattr(recording, "MAX_FILE_BYTES", 20_000)
+    body = "Seven kilobytes, more or less, of answer. " * 100  # ~4.2 kB of text, ~5.5 kB recorded
+    fake.responder = lambda req: text_script(req.api, f"{req.user}: {body}", size=len(body))
+    runtime = Runtime(make_settings("chat", url=fake.url, record_dir=tmp_path))
+    chat = runtime.new_session()
+    stopped_at = None
+    history: list[dict[str, Any]] = []
+    for n in range(10):
+        values = await run_turn(chat, f"turn {n}", history)
+        assert answer(values[-1]).startswith(f"turn {n}: ")  # the chat goes on regardless
+        history += [{"role": "user", "content": f"turn {n}"}, {"role": "assistant", "content": answer(values[-1])}]
+        if stopped_at is None and [m for m in notices(values[-1]) if "reached its limit" in m]:
+            stopped_at = n
+    await chat.close()
+    await close(runtime)
+    assert stopped_at is not None and 1 <= stopped_at < 9
+    path = only_file(tmp_path)
+    assert path.stat().st_size <= recording.MAX_FILE_BYTES
+    parsed = load_recording(path)  # the replay limit accepts it
+    assert parsed.problems == [] and len(parsed.turns) == stopped_at + 1
+    assert all(t.status == "completed" for t in parsed.turns[:stopped_at])
+    replay = Runtime(replay_settings(tmp_path))
+    assert replay.recordings == [path.stem]
+    again = await run_turn(replay.new_session(), "turn 0")
+    assert answer(again[-1]).startswith("turn 0: ")
+
+
+async def test_the_folder_cap_holds_for_sessions_already_open(
+    fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two chats open while the folder is small, then record turn after turn: the
+    folder cap stops them on the write that would cross it, not at the next session."""
+    limit = 15_000
+    monkeypatch.setattr(session, "MAX_FOLDER_BYTES", limit)
+    fake.responder = lambda req: text_script(req.api, f"{req.user}: " + "words " * 300, size=600)
+    runtime = Runtime(make_settings("chat", url=fake.url, record_dir=tmp_path))
+    chats = [runtime.new_session(), runtime.new_session()]
+    said: list[str] = []
+    for n in range(8):
+        for i, chat in enumerate(chats):
+            values = await run_turn(chat, f"chat {i} turn {n}")
+            assert answer(values[-1]).startswith(f"chat {i} turn {n}: ")
+            said += [m for m in notices(values[-1]) if "folder reached its limit" in m]
+    for chat in chats:
+        await chat.close()
+    await close(runtime)
+    files = sorted(tmp_path.glob("*.jsonl"))
+    assert len(files) == 2 and said
+    assert sum(p.stat().st_size for p in files) <= limit
+    for path in files:
+        assert load_recording(path).problems == []
+
+
+# -- one turn at a time per chat (issue 17, case 5) ------------------------------------------
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_concurrent_turns_in_one_chat_never_interleave(api: str, fake: Fake, tmp_path: Path) -> None:
+    """Four messages sent at once into one chat (as an API client can): one runs, the
+    others are refused with a message; the recording holds only whole, own answers."""
+    fake.core.speed = 1.0  # the server's recorded pacing: each answer takes ~0.3 s
+    fake.responder = lambda req: FaultScript(
+        events=synth.timed(BUILDERS[req.api](synth.split_text(f"Echo: {req.user}", 2)), step=0.02)
+    )
+    runtime = Runtime(make_settings(api, url=fake.url, record_dir=tmp_path))
+    chat = runtime.new_session()
+    for _round in range(2):
+        results = await asyncio.gather(*(run_turn(chat, f"message {n}") for n in range(4)))
+        finals = [answer(values[-1]) for values in results]
+        ran = [n for n, final in enumerate(finals) if final == f"Echo: message {n}"]
+        refused = [n for n, final in enumerate(finals) if BUSY in repr(results[n][-1])]
+        assert len(ran) == 1 and sorted(ran + refused) == [0, 1, 2, 3], finals
+    await chat.close()
+    await close(runtime)
+    parsed = load_recording(only_file(tmp_path))
+    assert parsed.problems == [] and len(parsed.turns) == 2
+    for turn in parsed.turns:
+        replayed = Runtime(replay_settings(tmp_path))
+        values = await run_turn(replayed.new_session(), turn.user)
+        assert answer(values[-1]) == f"Echo: {turn.user}"
+        assert turn.status == "completed"
+
+
+# -- STREAMCHAT_RECORD (issue 17, case 7) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["false", "off", "no", "0", "none", "", "NONE", " Off "])
+def test_record_off_values_turn_recording_off_and_say_so(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a folder named after the value would appear here
+    caplog.set_level(logging.INFO, logger="streamchat")
+    settings, _ = settings_from([], {"OPENAI_API_KEY": TEST_KEY, "STREAMCHAT_RECORD": value})
+    assert settings.mode == "live" and settings.record_dir is None
+    assert [r for r in caplog.records if "Recording is off" in r.getMessage()], caplog.records
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_record_on_values_and_folders(tmp_path: Path) -> None:
+    for value in ("1", "true", "Yes", "on"):
+        settings, _ = settings_from([], {"OPENAI_API_KEY": TEST_KEY, "STREAMCHAT_RECORD": value})
+        assert settings.record_dir == ROOT / "recordings"
+    settings, _ = settings_from([], {"OPENAI_API_KEY": TEST_KEY, "STREAMCHAT_RECORD": str(tmp_path / "none-of-these")})
+    assert settings.record_dir == tmp_path / "none-of-these"
+    settings, _ = settings_from(["--record", "none"], {"OPENAI_API_KEY": TEST_KEY})
+    assert settings.record_dir is None

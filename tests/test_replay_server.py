@@ -3,6 +3,7 @@ on 127.0.0.1, streamed with the real `openai` client on every API route."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -10,14 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 from conftest import ROOT
 
 from streamchat.recording import RecordedTurn, Recording, load_recording
 from streamchat.replay import Player
-from streamchat.replay_server import UnionSource, main
+from streamchat.replay_server import UnionSource, build_parser, load_source, main, make_core, serve
 from streamchat.replayapi import TurnRequest
+from streamchat.testing import synth
+from streamchat.validate import MAX_BODY
 
 BUNDLED = ROOT / "recordings"
 
@@ -220,3 +224,181 @@ def test_help_and_bad_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     err = capsys.readouterr().err
     assert "bad: line 1: the header is not valid JSON" in err and "no playable recording" in err
     assert main([str(BUNDLED), "--speed", "-1"]) == 2
+
+
+# -- hostile request bodies (issue 17, case 6) -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, Any]]:
+    """The replay server as ``main`` builds it (validation, redaction, no request log),
+    in-process on a free port, over the bundled recordings."""
+    source, _ = load_source(BUNDLED)
+    core = make_core(source, 0.0)
+    running = serve(core, max_body=MAX_BODY)
+    try:
+        yield running.url, core
+    finally:
+        running.stop()
+
+
+def post(url: str, path: str, body: Any = None, content: bytes | None = None) -> httpx2.Response:
+    if content is None:
+        content = json.dumps(body).encode()
+    return httpx2.post(url + path, content=content, headers={"content-type": "application/json"}, timeout=30)
+
+
+BAD_BODIES: list[tuple[str, Any, str]] = [
+    # (route, body, the field the error names)
+    (
+        "/responses",
+        {"stream": True, "input": [{"role": "user", "content": [{"type": "input_text", "text": 5}]}]},
+        "input[0].content[0].text",
+    ),
+    ("/responses", {"stream": True, "input": "hi", "conversation": ["x"]}, "conversation"),
+    ("/responses", {"stream": True, "input": "hi", "previous_response_id": {}}, "previous_response_id"),
+    ("/responses", {"stream": True, "input": 7}, "input"),
+    ("/responses", {"stream": "yes", "input": "hi"}, "stream"),
+    ("/responses", {"stream": True, "input": [{"role": "user", "content": {"text": "x"}}]}, "input[0].content"),
+    ("/chat/completions", {"stream": True, "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+    ("/chat/completions", {"stream": True, "messages": {"role": "user"}}, "messages"),
+    ("/chat/completions", {"stream": True, "messages": [{"role": ["user"], "content": "x"}]}, "messages[0].role"),
+    ("/assistants", {"model": "m", "temperature": "hot"}, "temperature"),
+    ("/threads/thread_x/messages", {"role": "user", "content": [{"type": "text", "text": ["x"]}]}, "content[0].text"),
+    ("/threads/thread_x/runs/run_1/submit_tool_outputs", {"tool_outputs": [{"tool_call_id": 1}]}, "tool_outputs[0].tool_call_id"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "param"), BAD_BODIES, ids=[p for _, _, p in BAD_BODIES])
+def test_a_type_confused_body_gets_a_400_naming_the_field(served: tuple[str, Any], path: str, body: Any, param: str) -> None:
+    url, _ = served
+    response = post(url, path, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and f"'{param}'" in error["message"], error
+
+
+def test_a_body_that_is_not_an_object_or_not_json_gets_a_400(served: tuple[str, Any]) -> None:
+    url, _ = served
+    for content, code in ((b'["x"]', "invalid_type"), (b"{not json", "invalid_json"), (b'"text"', "invalid_type")):
+        response = post(url, "/responses", content=content)
+        assert response.status_code == 400 and response.json()["error"]["code"] == code, response.text
+
+
+def test_deep_nesting_gets_a_400_not_a_500(served: tuple[str, Any]) -> None:
+    url, _ = served
+    deep = b"[" * 100_000 + b"]" * 100_000
+    nested = b'{"stream": true, "input": ' + deep + b"}"
+    for content in (deep, nested, b'{"a": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001):
+        response = post(url, "/responses", content=content)
+        assert response.status_code == 400 and response.json()["error"]["code"] == "too_deep", response.text[:200]
+    # Brackets inside strings are text, not nesting.
+    response = post(url, "/responses", {"stream": True, "input": "[" * 5000})
+    assert response.status_code == 404 and "No recording answers" in response.json()["error"]["message"]
+
+
+def read_status(sock: socket.socket) -> int:
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def test_a_64_mib_body_is_refused_before_it_is_read(served: tuple[str, Any]) -> None:
+    """Announced by Content-Length: 413 after 64 KiB were sent. Sent chunked (no length):
+    413 once the limit is passed, long before 64 MiB."""
+    url, _ = served
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        head = f"POST /v1/responses HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {64 * 2**20}\r\n\r\n"
+        sock.sendall(head.encode() + b" " * 65536)
+        assert read_status(sock) == 413
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/responses HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b" " * 65536
+        sent = 0
+        try:
+            while sent < 64 * 2**20:
+                sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+                sent += len(chunk)
+                sock.setblocking(False)
+                try:
+                    if sock.recv(1, socket.MSG_PEEK):
+                        break
+                except BlockingIOError:
+                    pass
+                finally:
+                    sock.setblocking(True)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert sent < 16 * 2**20, sent
+        assert read_status(sock) == 413
+    # Just under the limit is served as usual (no recording answers it: 404).
+    response = post(url, "/responses", {"stream": True, "input": "x" * (MAX_BODY - 100)})
+    assert response.status_code == 404
+
+
+def test_the_server_keeps_no_request_bodies(served: tuple[str, Any]) -> None:
+    url, core = served
+    big = {"stream": True, "input": [{"role": "user", "content": [{"type": "input_text", "text": 5}]}], "pad": "x" * 500_000}
+    for _ in range(8):
+        assert post(url, "/responses", big).status_code == 400
+        assert post(url, "/responses", {"stream": True, "input": "nothing recorded" + "x" * 500_000}).status_code == 404
+    assert len(core.log) == 0
+
+
+async def test_the_test_servers_log_is_a_ring() -> None:
+    """The fake API keeps its log for tests, but only the latest requests."""
+    from streamchat.replayapi import ReplayAPI, Script
+
+    core = ReplayAPI(lambda request: Script())
+    for n in range(1500):
+        await core.handle("GET", "/v1/models", {"n": n}, {})
+    assert core.log.maxlen is not None and len(core.log) == core.log.maxlen < 1500
+    assert core.log[-1].body == {"n": 1499}
+
+
+async def test_the_replay_server_redacts_keys_from_what_it_sends(served: tuple[str, Any], tmp_path: Path) -> None:
+    """A recording written by another tool with a key in it, and an unmatched prompt
+    holding one: neither reaches the client."""
+    key = "sk-proj-" + "Lk9" * 16
+    lines = [
+        {"kind": "header", "format": "streamchat-recording", "version": 1, "api": "chat", "model": "m"},
+        {"kind": "turn", "turn": 0, "user": "show the key"},
+        *[
+            {"kind": "event", "turn": 0, "stream": 0, "t": 0, "data": raw.data}
+            for raw in synth.chat_stream([f"The key is {key}."])
+        ],
+        {"kind": "end", "turn": 0, "t": 0, "status": "completed"},
+    ]
+    (tmp_path / "leaky.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    source, _ = load_source(tmp_path)
+    running = serve(make_core(source, 0.0))
+    try:
+        api = client(running.url)
+        stream = await api.chat.completions.create(model="m", messages=[{"role": "user", "content": "show the key"}], stream=True)
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+        assert text == "The key is [redacted]."
+        with pytest.raises(openai.NotFoundError) as info:
+            await api.chat.completions.create(model="m", messages=[{"role": "user", "content": f"my {key}"}], stream=True)
+        assert key not in str(info.value.body) and "[redacted]" in str(info.value.body)
+        await api.close()
+    finally:
+        running.stop()
+
+
+def test_the_max_body_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser().parse_args(["x"]).max_body == MAX_BODY == 2**20
+    assert build_parser().parse_args(["x", "--max-body", "1000"]).max_body == 1000
+    assert main([str(BUNDLED), "--max-body", "0"]) == 2
+    assert "--max-body" in capsys.readouterr().err
+    source, _ = load_source(BUNDLED)
+    running = serve(make_core(source, 0.0), max_body=1000)
+    try:
+        assert post(running.url, "/responses", {"stream": True, "input": "x" * 2000}).status_code == 413
+        assert post(running.url, "/responses", {"stream": True, "input": "x" * 500}).status_code == 404
+    finally:
+        running.stop()

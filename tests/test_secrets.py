@@ -174,3 +174,167 @@ def test_the_served_app_never_shows_the_key(
     seen = "\n".join([*pages, repr(outputs), captured.out, captured.err, app_log(caplog), all_files(record)])
     assert "Incorrect API key" not in repr(outputs)  # a 401's server text is never shown
     assert leaks(seen) == []
+
+
+# -- keys inside streamed text (issue 17, case 2) -------------------------------------------
+
+FOREIGN = "sk-proj-" + "Zq7" * 20
+"""Someone else's key, of the project-key shape: redacted like the app's own."""
+MASKS = [f"{CANARY[:6]}...{CANARY[-4:]}", f"{CANARY[:5]}…{CANARY[-8:]}", f"key ending in {CANARY[-8:]}"]
+
+
+def echo_deltas() -> list[str]:
+    """An answer that echoes the key whole, split over two and over many deltas, and
+    masked; plus a foreign project key split mid-prefix."""
+    whole = [f"Bearer {CANARY} was sent. "]
+    half = len(CANARY) // 2
+    split = ["Split: ", CANARY[:half], CANARY[half:] + ". "]
+    many = ["Bits: ", *[CANARY[i : i + 3] for i in range(0, len(CANARY), 3)], " end. "]
+    masked = [f"Masked: {m}. " for m in MASKS]
+    foreign = ["Other: s", "k-pr", FOREIGN[4:20], FOREIGN[20:] + " done."]
+    return whole + split + many + masked + foreign
+
+
+def echo_script(api: str) -> Script:
+    deltas = echo_deltas()
+    if api == "responses":
+        events = synth.responses_stream(deltas, reasoning=["Thinking about s", CANARY[1:], " and more."])
+    elif api == "chat":
+        events = synth.chat_stream(deltas, reasoning=["Thinking about ", CANARY[:9], CANARY[9:], " and more."])
+    else:
+        events = synth.assistants_stream(deltas)
+    return Script(events=synth.timed(events, step=0))
+
+
+def masked_leaks(text: str) -> list[str]:
+    """Masked forms, and the key's last 4 to 8 characters after a mask or "ending in"."""
+    found = [m for m in MASKS if m in text]
+    found += [tail for n in range(4, 9) for tail in (CANARY[-n:],) if f"...{tail}" in text or f"…{tail}" in text]
+    found += [t for t in (CANARY[-8:], CANARY[-4:]) if f"ending in {t}" in text]
+    return found + ([FOREIGN[:12]] if FOREIGN[8:20] in text else [])
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_a_server_echoing_the_key_in_streamed_text_reaches_nothing(
+    api: str, canary: Fake, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """The server streams the key whole, split across deltas and masked, in the answer
+    and the reasoning: no UI value, recording, download copy or log line holds it."""
+    from streamchat.ui import SessionSlot, download_copy
+
+    canary.push(echo_script(api))
+    runtime = Runtime(make_settings(api, url=canary.url, api_key=CANARY, record_dir=tmp_path / "rec"))
+    chat = runtime.new_session()
+    values = await run_turn(chat, "echo my key please")
+    logging.getLogger("streamchat").warning("the server said: %s", values[-1])
+    assert chat.last_status == "completed"
+    assert chat.recorder is not None
+    slot = SessionSlot()
+    copy, turns = download_copy(slot, chat.recorder.path)
+    await close(runtime)
+    shown = repr(values)
+    final = repr(values[-1])
+    # The answer is all there, each secret replaced in place.
+    for piece in ("Bearer [redacted] was sent.", "Split: [redacted].", "Bits: [redacted] end.", "Other: [redacted] done."):
+        assert piece in final, final
+    assert final.count("Masked: ") == 3 and "ending in [redacted]" in final
+    if api != "assistants":
+        assert "Thinking about [redacted] and more." in final
+    written = all_files(tmp_path)
+    downloaded = copy.read_text(encoding="utf-8")
+    slot.cleanup()
+    assert turns == 1 and "[redacted]" in downloaded
+    for where, text in (("UI", shown), ("recording", written), ("download", downloaded), ("log", app_log(caplog))):
+        assert leaks(text) == [], where
+        assert masked_leaks(text) == [], where
+    # What was recorded replays as what was shown.
+    rec = tmp_path / "rec"
+    replayed = Runtime(make_settings(api, mode="replay", api_key=None, replay_path=rec, speed=0.0))
+    again = await run_turn(replayed.new_session(), "echo my key please")
+    assert answer_text(again[-1]) == answer_text(values[-1])
+
+
+def answer_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return "".join(m["content"] for m in value if not m.get("metadata"))
+
+
+def test_every_key_shape_is_redacted_and_ordinary_text_is_not() -> None:
+    """The patterns themselves: deleting any of them fails here."""
+    from streamchat.redact import StreamRedactor, redact
+
+    own = "sk-live-" + "A1b2C3d4" * 4
+    cases = {
+        f"key {own}.": "key [redacted].",
+        f"Bearer {own}": "Bearer [redacted]",
+        "legacy sk-" + "a" * 48 + " end": "legacy [redacted] end",
+        "proj sk-proj-abc_DEF-123456789 end": "proj [redacted] end",
+        "svc sk-svcacct-abcdef123456 end": "svc [redacted] end",
+        "rk-abcdef123456 and pk-abcdef123456": "[redacted] and [redacted]",
+        "starred sk-proj-****************wxyz.": "starred [redacted].",
+        "dots sk-ab...wxyz!": "dots [redacted]!",
+        "ellipsis sk-abc…12345678)": "ellipsis [redacted])",
+        "the key ending in acfdbb00 was refused": "the key ending in [redacted] was refused",
+        "Key ends with '1a2B' here": "Key ends with '[redacted]' here",
+    }
+    for text, expected in cases.items():
+        assert redact(text, own) == expected, text
+    # Not keys: words with "sk-" inside, short ids, a secret too short to search for.
+    for text in ("a risk-free task-manager", "desk-lamp", "sk-short", "see sk- alone", "ending in a draw"):
+        assert redact(text, "abc") == text
+    # A secret of an unknown shape is still found exactly, but only a long enough one.
+    assert redact("token=xyz-Secret-Value-42;", "xyz-Secret-Value-42") == "token=[redacted];"
+    # Streamed: every way of cutting the text gives the same result as the whole.
+    text = f"a {own} b sk-proj-Zq7Zq7Zq7Zq7 c key ending in {own[-6:]} d"
+    whole = redact(text, own)
+    for cut in range(1, len(text)):
+        for size in (1, 3):
+            redactor = StreamRedactor(own)
+            pieces = [text[:cut]] + [text[i : i + size] for i in range(cut, len(text), size)]
+            assert "".join(redactor.feed(p) for p in pieces) + redactor.flush() == whole, (cut, size)
+
+
+def test_the_log_filter_redacts_messages_arguments_and_tracebacks(canary: Fake, caplog: pytest.LogCaptureFixture) -> None:
+    """Whatever a module logs through the app's loggers, however it carries the key."""
+    Runtime(make_settings("chat", url=canary.url, api_key=CANARY))  # installs the filter, teaches it the key
+    log = logging.getLogger("streamchat")
+    log.warning("plain %s and %r", CANARY, {"auth": f"Bearer {CANARY}"})
+    log.warning(f"formatted {MASKED}, key ending in {CANARY[-8:]}, other sk-proj-{'x1' * 20}")
+    try:
+        raise RuntimeError(f"boom with {CANARY}")
+    except RuntimeError:
+        log.exception("failed")
+    logging.getLogger("openai").warning("the SDK said %s", CANARY)
+    text = app_log(caplog)
+    assert text.count("[redacted]") >= 6 and "boom with [redacted]" in text
+    assert leaks(text) == [] and masked_leaks(text) == [] and "x1x1x1" not in text
+
+
+def leaky_tool(why: str = "") -> str:
+    """A tool whose output carries the key (an environment dump, a debug page)."""
+    return f"env: OPENAI_API_KEY={CANARY}; masked {MASKS[0]}"
+
+
+LEAKY_TOOLS = """
+tools:
+  - name: leaky
+    handler: test_secrets:leaky_tool
+"""
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_a_tool_output_and_arguments_holding_the_key_reach_nothing(
+    api: str, canary: Fake, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    from conftest import BASE_CONFIG
+    from test_tool_loop import answer, ask
+
+    canary.push(ask(api, synth.FunctionCall("leaky", f'{{"why": "{CANARY}"}}', chunks=4)), answer(api, "Done."))
+    runtime = Runtime(make_settings(api, url=canary.url, api_key=CANARY, record_dir=tmp_path, config=BASE_CONFIG + LEAKY_TOOLS))
+    chat = runtime.new_session()
+    values = await run_turn(chat, "use the tool")
+    await close(runtime)
+    assert chat.last_status == "completed" and "env: OPENAI_API_KEY=[redacted]" in repr(values[-1]), values[-1]
+    for where, text in (("UI", repr(values)), ("recording", all_files(tmp_path)), ("log", app_log(caplog))):
+        assert leaks(text) == [] and masked_leaks(text) == [], where

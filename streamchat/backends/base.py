@@ -15,7 +15,6 @@ yielding others (see docs/architecture.md).
 from __future__ import annotations
 
 import json
-import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import openai
 
 from ..config import Config
 from ..events import StreamEvent, TurnStatus
+from ..redact import redact as redact  # the one policy; importable from here for now
 from ..sse import Api, RawEvent, SSEDecoder
 
 MAX_TOOL_ROUNDS = 8
@@ -205,16 +205,6 @@ def round_limit(ctx: TurnContext) -> list[StreamEvent]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
-
-
-_KEY_PATTERN = re.compile(r"\b(sk|rk|pk)-[A-Za-z0-9_\-*]{6,}")
-
-
-def redact(text: str, secret: str | None = None) -> str:
-    """Remove API keys (and a given secret) from text that may be shown or written."""
-    if secret:
-        text = text.replace(secret, "[redacted]")
-    return _KEY_PATTERN.sub("[redacted]", text)
 
 
 def _server_message(exc: openai.APIStatusError) -> str:
