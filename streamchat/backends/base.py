@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
@@ -30,6 +31,14 @@ from ..sse import Api, RawEvent, SSEDecoder
 
 MAX_TOOL_ROUNDS = 8
 """Tool-loop rounds one user turn may take before it ends with a notice."""
+
+
+def sdk_names(union: Any, field: str) -> frozenset[str]:
+    """The values of ``field`` (an event's ``type`` or name) across the members of one of
+    the SDK's event unions: the events the installed SDK knows."""
+    if typing.get_origin(union) is typing.Annotated:
+        union = typing.get_args(union)[0]
+    return frozenset(value for model in typing.get_args(union) for value in typing.get_args(model.model_fields[field].annotation))
 
 
 class Tap(Protocol):
@@ -105,13 +114,46 @@ class Adapter:
         self.message = ""
         self.calls: list[ToolCall] = []
         self._said_malformed = False
+        self.damaged = 0
+        """Events skipped because their data was not JSON (their text, if any, is lost)."""
+        self.unknown: list[str] = []
+        """Event types this adapter does not know: kept in the recording, skipped here."""
+        self._shown: dict[Any, str] = {}
+        """The text the deltas showed, by content part, to reconcile with the final text."""
+        self._reconciled: set[Any] = set()
+
+    def shown(self, key: Any, delta: str) -> None:
+        self._shown[key] = self._shown.get(key, "") + delta
+
+    def reconcile(self, key: Any, final: str, *, refusal: bool = False) -> list[StreamEvent]:
+        """Make the part ``key`` show ``final``, the provider's own final text: a lost
+        tail is appended; a damaged middle makes the part's text be replaced."""
+        if key in self._reconciled:
+            return []
+        self._reconciled.add(key)
+        shown = self._shown.get(key, "")
+        self._shown[key] = final
+        if final == shown:
+            return []
+        extra = {"refusal": True} if refusal else {}
+        if final.startswith(shown):
+            return [StreamEvent("text", final[len(shown) :], extra=extra)]
+        return [StreamEvent("text_final", final, extra={**extra, "shown": shown})]
+
+    def skip_unknown(self, kind: str) -> list[StreamEvent]:
+        if kind not in self.unknown:
+            self.unknown.append(kind)
+        return []
 
     def handle(self, raw: RawEvent) -> list[StreamEvent]:
         raise NotImplementedError
 
     def malformed(self, raw: RawEvent) -> list[StreamEvent]:
         """An event whose data is not a JSON object: skipped, and said once per stream."""
-        if raw.is_done or self._said_malformed:
+        if raw.is_done:
+            return []
+        self.damaged += 1
+        if self._said_malformed:
             return []
         self._said_malformed = True
         return [StreamEvent("notice", "The server sent an event that is not valid JSON; it was skipped.")]

@@ -514,7 +514,9 @@ def assistants_stream(
                 },
             )
         )
-        out.append(("thread.run.step.completed", {**step_fields(step_id, "message_creation", "completed"), "step_details": details}))
+        out.append(
+            ("thread.run.step.completed", {**step_fields(step_id, "message_creation", "completed"), "step_details": details})
+        )
     if end == "completed":
         out.append(("thread.run.completed", run("completed", completed_at=now, expires_at=None)))
     elif end == "failed":
@@ -550,9 +552,7 @@ def _assistant_notes(full: str, annotations: Sequence[dict[str, Any]]) -> list[d
     return out
 
 
-def _assistants_builtin_step(
-    builtins: Sequence[CodeInterpreterCall | FileSearchCall], step_fields: Any
-) -> list[tuple[str, Any]]:
+def _assistants_builtin_step(builtins: Sequence[CodeInterpreterCall | FileSearchCall], step_fields: Any) -> list[tuple[str, Any]]:
     """A ``tool_calls`` run step the assistant runs itself: code interpreter input and
     logs arrive as step deltas, the full details with ``thread.run.step.completed``."""
     step_id = new_id("step")
