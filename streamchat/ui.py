@@ -118,8 +118,10 @@ def banner_text(runtime: Runtime, session: ChatSession | None = None) -> str:
     recording = runtime.library.load(name)
     speed = session.speed if session else settings.speed
     origin = (
-        "synthetic: made up in the API's exact wire format, not captured from a live model"
+        "synthetic: made up in the API's wire format, not captured from a live model"
         if recording.synthetic
+        else _imported_origin(recording.header)
+        if recording.header.get("source") == "imported"
         else "recorded from a live session"
     )
     pace = "instant" if speed == 0 else f"{speed:g}×"
@@ -127,6 +129,16 @@ def banner_text(runtime: Runtime, session: ChatSession | None = None) -> str:
         f"▶️ **Replay** of `{name}` ({origin}) · API `{recording.api}` · speed {pace} · "
         "no `OPENAI_API_KEY` is set, so answers come from recordings; ask one of the example prompts."
     )
+
+
+def _imported_origin(header: dict[str, Any]) -> str:
+    """Where an imported recording's capture came from (its header's ``provenance``)."""
+    given = header.get("provenance")
+    prov: dict[str, Any] = given if isinstance(given, dict) else {}
+    where = prov.get("url") or " ".join(
+        str(part) for part in (prov.get("repository"), prov.get("path"), (prov.get("commit") or "")[:12]) if part
+    )
+    return f"imported from a real capture: {where}" if where else "imported from a real capture"
 
 
 def _examples(runtime: Runtime, name: str | None) -> list[str]:
