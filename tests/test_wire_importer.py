@@ -128,7 +128,11 @@ async def test_har_file_base64_body(tmp_path: Path) -> None:
                     },
                     "response": {
                         "status": 200,
-                        "content": {"mimeType": "text/event-stream", "encoding": "base64", "text": base64.b64encode(body).decode()},
+                        "content": {
+                            "mimeType": "text/event-stream",
+                            "encoding": "base64",
+                            "text": base64.b64encode(body).decode(),
+                        },
                     },
                 },
             ]
