@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +20,7 @@ import openai
 
 from . import events as ev
 from .backends import BACKENDS, Backend, Conversation, TurnContext
-from .backends.base import NullTap, ToolCall, describe_error, redact
+from .backends.base import WAIT_STATUS, NullTap, RetryTransport, ToolCall, describe_error, redact
 from .config import Config
 from .events import StreamEvent
 from .recording import MAX_FOLDER_BYTES, RecordingWriter, header, new_recording_path
@@ -36,6 +36,8 @@ COALESCE_SECONDS = 0.05
 """UI updates are sent at most this often (and always the last one)."""
 READ_TIMEOUT = 30.0
 """Seconds without a byte before a stream counts as stalled."""
+WAIT_NOTICE = 3.0
+"""Seconds of silence before the first token after which the chat says it is waiting."""
 
 Mode = Literal["live", "replay"]
 
@@ -55,11 +57,19 @@ class Settings:
     coalesce: float = COALESCE_SECONDS
     read_timeout: float = READ_TIMEOUT
     max_retries: int = 2
+    wait_notice: float = WAIT_NOTICE
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
+    """How retries wait (tests pass a fake that returns at once)."""
 
 
 def make_client(settings: Settings) -> openai.AsyncOpenAI:
     timeout = httpx2.Timeout(connect=10.0, read=settings.read_timeout, write=30.0, pool=30.0)
-    kwargs: dict[str, Any] = {"api_key": settings.api_key, "timeout": timeout, "max_retries": settings.max_retries}
+    # Retries are ours, not the SDK's: bounded as a whole and said in the chat (RetryTransport).
+    retrying = RetryTransport(
+        httpx2.AsyncHTTPTransport(), retries=settings.max_retries, read_timeout=settings.read_timeout, sleep=settings.sleep
+    )
+    http = httpx2.AsyncClient(transport=retrying, timeout=timeout)
+    kwargs: dict[str, Any] = {"api_key": settings.api_key, "timeout": timeout, "max_retries": 0, "http_client": http}
     if settings.base_url:
         kwargs["base_url"] = settings.base_url
     return openai.AsyncOpenAI(**kwargs)
@@ -337,7 +347,15 @@ class ChatSession:
                         yield None
                         continue
                 else:
-                    item = await queue.get()
+                    try:  # before the first token, silence gets a live status line
+                        async with asyncio.timeout(None if transcript.started else self.runtime.settings.wait_notice):
+                            item = await queue.get()
+                    except TimeoutError:
+                        transcript.handle_event(ev.waiting("Waiting for the server…"))
+                        transcript.started = True  # said once; the answer replaces it
+                        last = time.monotonic()
+                        yield None
+                        continue
                 while item is not None:
                     transcript.handle_event(item)
                     dirty = True
@@ -401,6 +419,7 @@ class ChatSession:
         event or next tick" without cancelling the stream."""
         has_text = False
         ended = False
+        WAIT_STATUS.set(lambda line: queue.put_nowait(ev.waiting(line)))  # this task's context only
         try:
             async for event in backend.turn(self.conv, message, history, ctx):
                 has_text = has_text or event.kind == "text"

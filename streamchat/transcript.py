@@ -77,6 +77,8 @@ class Transcript:
         self._errors: list[str] = []
         self.refused = False
         """The answer (or part of it) is the model's refusal."""
+        self.started = False
+        """Any event has arrived (a waiting line included)."""
         self.repaired = 0
         """Answer parts replaced by the provider's final text (damaged deltas)."""
 
@@ -84,6 +86,7 @@ class Transcript:
 
     def handle_event(self, event: StreamEvent) -> None:
         kind = event.kind
+        self.started = True
         if kind == "waiting":
             self._waiting(event.text)
             return

@@ -14,11 +14,17 @@ yielding others (see docs/architecture.md).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import email.utils
 import json
+import random
 import re
+import time
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -264,8 +270,8 @@ def describe_error(exc: BaseException, *, has_text: bool) -> tuple[TurnStatus, s
         elif code == 404:
             line = "Not found (404): the model or endpoint does not exist on this server."
         elif code == 429:
-            after = exc.response.headers.get("retry-after")
-            wait = f" Try again in {after} s." if after else " Try again shortly."
+            after = retry_after(exc.response.headers)
+            wait = f" Try again in {after:.0f} s." if after is not None else " Try again shortly."
             line = f"Rate limited or out of quota (429).{wait}"
         elif code >= 500:
             line = f"The server failed ({code}). Try again."
@@ -291,3 +297,121 @@ def error_message(data: Any) -> str:
             code = inner.get("code")
             return f"{message} ({code})" if code and code != message else str(message)
     return "The server reported an error."
+
+
+# -- waiting before the first byte: visible and bounded ------------------------------
+
+WaitReporter = Callable[[str], None]
+
+WAIT_STATUS: contextvars.ContextVar[WaitReporter | None] = contextvars.ContextVar("streamchat_wait_status", default=None)
+"""Where a turn wants its live waiting lines ("Rate limited: retrying in 20 s …"): set by
+the session around a turn; the retry transport, which runs in the turn's task, reads it."""
+
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+INITIAL_BACKOFF = 0.5
+MAX_BACKOFF = 8.0
+
+
+def retry_after(headers: httpx2.Headers) -> float | None:
+    """Seconds a response asks to wait (``retry-after-ms``, or ``Retry-After`` in
+    seconds or as an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        with contextlib.suppress(ValueError):
+            return float(ms) / 1000
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def _say(line: str) -> None:
+    report = WAIT_STATUS.get()
+    if report is not None:
+        report(line)
+
+
+class RetryTransport(httpx2.AsyncBaseTransport):
+    """Retries a request that failed before its response began, saying so in the chat.
+
+    The `openai` client's own retries are silent and each attempt gets the whole read
+    timeout (three 30 s timeouts and backoff: 91 s of nothing). Here the whole wait for a
+    response's headers is bounded: the attempts share one read timeout, and the waits
+    between them together at most one more (a ``Retry-After`` longer than the read
+    timeout is not waited for at all: the 429 goes back at once and the chat says when
+    to try again). Each wait is announced (``WAIT_STATUS``). ``sleep`` is injectable so
+    tests need no real waiting.
+    """
+
+    def __init__(
+        self,
+        inner: httpx2.AsyncBaseTransport,
+        *,
+        retries: int,
+        read_timeout: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.inner = inner
+        self.retries = retries
+        self.read_timeout = read_timeout
+        self.sleep = sleep
+        self.jitter = jitter
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def _backoff(self, attempt: int) -> float:
+        return min(INITIAL_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF) * (1 - 0.25 * self.jitter())
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        attempts = self.retries + 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout  # for the headers, all attempts together
+        waited = 0.0  # between attempts, all waits together
+        for attempt in range(1, attempts + 1):
+            last = attempt == attempts
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise httpx2.ReadTimeout("no response within the read timeout", request=request)
+                async with asyncio.timeout(remaining):
+                    response = await self.inner.handle_async_request(request)
+            except TimeoutError:
+                raise httpx2.ReadTimeout("no response within the read timeout", request=request) from None
+            except httpx2.TimeoutException:
+                raise  # the read timeout is spent: no budget is left for another attempt
+            except httpx2.TransportError:
+                wait = self._backoff(attempt)
+                if last or waited + wait > self.read_timeout:
+                    raise
+                _say(f"Could not reach the server: retrying in {wait:.0f} s (attempt {attempt + 1} of {attempts})…")
+                waited += wait
+                await self.sleep(wait)
+                continue
+            if last or not self._should_retry(response):
+                return response
+            asked = retry_after(response.headers)
+            wait = asked if asked is not None and asked > 0 else self._backoff(attempt)
+            if asked is not None and asked > self.read_timeout:
+                return response  # too long to wait in silence: the turn ends saying when to try again
+            if waited + wait > self.read_timeout:
+                return response
+            await response.aclose()
+            what = "Rate limited" if response.status_code == 429 else f"The server answered {response.status_code}"
+            _say(f"{what}: retrying in {max(wait, 1):.0f} s (attempt {attempt + 1} of {attempts})…")
+            waited += wait
+            await self.sleep(wait)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    @staticmethod
+    def _should_retry(response: httpx2.Response) -> bool:
+        told = response.headers.get("x-should-retry")
+        if told in ("true", "false"):
+            return told == "true"
+        return response.status_code in RETRY_STATUSES or response.status_code >= 500
