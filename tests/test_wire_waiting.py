@@ -71,7 +71,7 @@ async def test_a_rate_limit_is_said_then_replaced_by_the_answer(api: str, fake: 
 async def test_a_retry_after_longer_than_the_read_timeout_ends_the_turn_at_once(api: str, fake: Fake) -> None:
     sleep = FakeSleep()
     fake.push(http_error(429, **{"retry-after": "40"}), text_script(api, "too late"))
-    runtime, values = await turn(fake, api, read_timeout=30.0, max_retries=2, sleep=sleep)
+    _, values = await turn(fake, api, read_timeout=30.0, max_retries=2, sleep=sleep)
     assert sleep.asked == [] and streams(fake, api) == 1
     titles = [m["metadata"]["title"] for m in values[-1] if m.get("metadata")]
     assert any("Try again in 40 s" in t for t in titles), titles
