@@ -206,3 +206,31 @@ def test_an_existing_recording_is_never_overwritten(tmp_path: Path) -> None:
     out = write(tmp_path / "imported.jsonl", "keep me")
     assert main([str(capture), str(out), *PROVENANCE]) == 2
     assert out.read_text() == "keep me"
+
+
+async def test_an_imported_recording_is_served_over_real_http_to_the_live_app(tmp_path: Path) -> None:
+    """The replay server's source on 127.0.0.1 serves the imported turn; the app, live
+    against it, shows the captured answer (real HTTP, the real client, real SSE)."""
+    from conftest import make_settings
+
+    from streamchat.replay_server import load_source
+    from streamchat.replayapi import ReplayAPI
+    from streamchat.serve import serve_in_thread
+
+    folder = tmp_path / "imported"
+    folder.mkdir()
+    capture = write(tmp_path / "stream.sse", responses_body())
+    assert main([str(capture), str(folder / "one.jsonl"), *PROVENANCE, "--user", "What is this?"]) == 0
+    source, problems = load_source(folder)
+    assert problems == []
+    server = serve_in_thread(ReplayAPI(source))
+    try:
+        runtime = Runtime(make_settings("responses", url=server.url))
+        session = runtime.new_session()
+        transcript = await turn_transcript(session, "What is this?")
+        await session.close()
+        assert runtime.client is not None
+        await runtime.client.close()
+    finally:
+        server.stop()
+    assert transcript.text == ANSWER and transcript.status == "completed"
