@@ -301,3 +301,24 @@ async def test_real_capture(capture: Capture, fake: Fake) -> None:
     if "error" in capture.shows:
         assert app.status == "failed" and sdk.status.startswith("raised:")
     assert compare(app, sdk, citations=capture.api != "assistants") == []
+
+
+async def test_an_unknown_event_type_is_kept_in_the_recording(fake: Fake, tmp_path: Path) -> None:
+    from conftest import make_settings, run_turn
+
+    from streamchat.recording import load_recording
+    from streamchat.session import Runtime
+
+    fake.push(script(_with_unknown(synth.responses_stream(synth.split_text(TEXT, 5)))))
+    runtime = Runtime(make_settings("responses", url=fake.url, record_dir=tmp_path))
+    session = runtime.new_session()
+    values = await run_turn(session, "hello")
+    await session.close()
+    assert runtime.client is not None
+    await runtime.client.close()
+    assert values[-1] == TEXT and session.last_status == "completed"
+    (path,) = tmp_path.glob("*.jsonl")
+    kinds = [
+        raw.data.get("type") for s in load_recording(path).turns[0].streams for _, raw in s.events if isinstance(raw.data, dict)
+    ]
+    assert "response.future_thing.added" in kinds
