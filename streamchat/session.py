@@ -20,7 +20,7 @@ import openai
 
 from . import events as ev
 from .backends import BACKENDS, Backend, Conversation, TurnContext
-from .backends.base import WAIT_STATUS, NullTap, RetryTransport, ToolCall, describe_error, redact
+from .backends.base import WAIT_STATUS, NullTap, RetryingClient, ToolCall, describe_error, redact
 from .config import Config
 from .events import StreamEvent
 from .recording import MAX_FOLDER_BYTES, RecordingWriter, header, new_recording_path
@@ -64,11 +64,8 @@ class Settings:
 
 def make_client(settings: Settings) -> openai.AsyncOpenAI:
     timeout = httpx2.Timeout(connect=10.0, read=settings.read_timeout, write=30.0, pool=30.0)
-    # Retries are ours, not the SDK's: bounded as a whole and said in the chat (RetryTransport).
-    retrying = RetryTransport(
-        httpx2.AsyncHTTPTransport(), retries=settings.max_retries, read_timeout=settings.read_timeout, sleep=settings.sleep
-    )
-    http = httpx2.AsyncClient(transport=retrying, timeout=timeout)
+    # Retries are ours, not the SDK's: bounded as a whole and said in the chat.
+    http = RetryingClient(retries=settings.max_retries, read_timeout=settings.read_timeout, sleep=settings.sleep, timeout=timeout)
     kwargs: dict[str, Any] = {"api_key": settings.api_key, "timeout": timeout, "max_retries": 0, "http_client": http}
     if settings.base_url:
         kwargs["base_url"] = settings.base_url

@@ -336,40 +336,41 @@ def _say(line: str) -> None:
         report(line)
 
 
-class RetryTransport(httpx2.AsyncBaseTransport):
-    """Retries a request that failed before its response began, saying so in the chat.
+class RetryingClient(httpx2.AsyncClient):
+    """An HTTP client that retries a request that failed before its response began,
+    saying so in the chat. The `openai` client runs on it with ``max_retries=0``.
 
-    The `openai` client's own retries are silent and each attempt gets the whole read
-    timeout (three 30 s timeouts and backoff: 91 s of nothing). Here the whole wait for a
+    The SDK's own retries are silent and each attempt gets the whole read timeout
+    (three 30 s timeouts and backoff: 91 s of nothing). Here the whole wait for a
     response's headers is bounded: the attempts share one read timeout, and the waits
     between them together at most one more (a ``Retry-After`` longer than the read
     timeout is not waited for at all: the 429 goes back at once and the chat says when
     to try again). Each wait is announced (``WAIT_STATUS``). ``sleep`` is injectable so
-    tests need no real waiting.
+    tests need no real waiting. (A client subclass, not a transport, so the environment's
+    proxy settings still apply.)
     """
 
     def __init__(
         self,
-        inner: httpx2.AsyncBaseTransport,
         *,
         retries: int,
         read_timeout: float,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        **kwargs: Any,
     ) -> None:
-        self.inner = inner
+        kwargs.setdefault("limits", httpx2.Limits(max_connections=1000, max_keepalive_connections=100))  # the SDK's
+        kwargs.setdefault("follow_redirects", True)
+        super().__init__(**kwargs)
         self.retries = retries
         self.read_timeout = read_timeout
         self.sleep = sleep
         self.jitter = jitter
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
     def _backoff(self, attempt: int) -> float:
         return min(INITIAL_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF) * (1 - 0.25 * self.jitter())
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+    async def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
         attempts = self.retries + 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.read_timeout  # for the headers, all attempts together
@@ -381,7 +382,7 @@ class RetryTransport(httpx2.AsyncBaseTransport):
                 if remaining <= 0:
                     raise httpx2.ReadTimeout("no response within the read timeout", request=request)
                 async with asyncio.timeout(remaining):
-                    response = await self.inner.handle_async_request(request)
+                    response = await super().send(request, **kwargs)
             except TimeoutError:
                 raise httpx2.ReadTimeout("no response within the read timeout", request=request) from None
             except httpx2.TimeoutException:
@@ -390,7 +391,7 @@ class RetryTransport(httpx2.AsyncBaseTransport):
                 wait = self._backoff(attempt)
                 if last or waited + wait > self.read_timeout:
                     raise
-                _say(f"Could not reach the server: retrying in {wait:.0f} s (attempt {attempt + 1} of {attempts})…")
+                _say(f"Could not reach the server: retrying in {max(wait, 1):.0f} s (attempt {attempt + 1} of {attempts})…")
                 waited += wait
                 await self.sleep(wait)
                 continue
