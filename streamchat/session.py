@@ -348,8 +348,7 @@ class ChatSession:
                         async with asyncio.timeout(None if transcript.started else self.runtime.settings.wait_notice):
                             item = await queue.get()
                     except TimeoutError:
-                        transcript.handle_event(ev.waiting("Waiting for the server…"))
-                        transcript.started = True  # said once; the answer replaces it
+                        transcript.handle_event(ev.waiting("Waiting for the server…"))  # once: the answer replaces it
                         last = time.monotonic()
                         yield None
                         continue
