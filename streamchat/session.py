@@ -344,8 +344,11 @@ class ChatSession:
                         yield None
                         continue
                 else:
-                    try:  # before the first token, silence gets a live status line
-                        async with asyncio.timeout(None if transcript.started else self.runtime.settings.wait_notice):
+                    # Live, before the first token, silence gets a status line (a replay's
+                    # silences are recorded ones, capped by --max-gap).
+                    wait = None if transcript.started or not self.runtime.live else self.runtime.settings.wait_notice
+                    try:
+                        async with asyncio.timeout(wait):
                             item = await queue.get()
                     except TimeoutError:
                         transcript.handle_event(ev.waiting("Waiting for the server…"))  # once: the answer replaces it
