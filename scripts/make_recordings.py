@@ -1,7 +1,8 @@
 """Generate the bundled recordings in recordings/.
 
-They cannot be captured from the live API here, so they are made up in the exact wire
-format of each API (``streamchat.testing.synth``) and their header says ``source: synthetic``.
+They cannot be captured from the live API here, so they are made up in each API's wire
+format (``streamchat.testing.synth``, shaped after published captures and checked against
+the SDK's types) and their header says ``source: synthetic``.
 The output is deterministic: tests regenerate it and compare with the files.
 
     python -m scripts.make_recordings [OUT_DIR]

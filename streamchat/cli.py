@@ -31,7 +31,10 @@ class _Printer:
                 content = str(message["content"])
                 self.out.write(content[self.printed :])
                 self.printed = len(content)
-                if self.index == len(messages) - 1 and not final:
+                # The answer may still grow while only notices follow it (the transcript
+                # keeps text below a notice in the answer above it).
+                rest = messages[self.index + 1 :]
+                if not final and all(m.get("metadata") and "id" not in m["metadata"] for m in rest):
                     break
             else:
                 if metadata.get("status") == "pending" and not final:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 EventKind = Literal[
     "text",
+    "text_final",
     "tool_call",
     "tool_args",
     "tool_done",
@@ -19,6 +20,7 @@ EventKind = Literal[
     "citation",
     "reasoning",
     "notice",
+    "waiting",
     "error",
     "turn_end",
 ]
@@ -43,9 +45,13 @@ class StreamEvent:
     the end of the turn."""
 
     text: str = ""
-    """The payload text: the answer delta (`text`), the arguments delta (`tool_args`),
+    """The payload text: the answer delta (`text`; with ``extra["refusal"]`` it is the
+    model's refusal), the provider's final text of the part just streamed (`text_final`,
+    which replaces what the deltas showed for it, ``extra["shown"]``), the arguments delta (`tool_args`),
     the tool's output (`tool_output`), the summary delta (`reasoning`), the citation's
-    label (`citation`), or a one-line human message (`notice`, `error`, `turn_end`)."""
+    label (`citation`), or a one-line human message (`notice`, `error`, `turn_end`, and
+    `waiting`: a live status before the first token that the answer replaces; empty
+    text clears it)."""
 
     call_id: str | None = None
     """Identifies the tool call that `tool_call`, `tool_args`, `tool_done` and
@@ -68,6 +74,14 @@ class StreamEvent:
 
 def text(delta: str) -> StreamEvent:
     return StreamEvent("text", delta)
+
+
+def refusal(delta: str) -> StreamEvent:
+    return StreamEvent("text", delta, extra={"refusal": True})
+
+
+def waiting(message: str) -> StreamEvent:
+    return StreamEvent("waiting", message)
 
 
 def notice(message: str) -> StreamEvent:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +20,7 @@ import openai
 
 from . import events as ev
 from .backends import BACKENDS, Backend, Conversation, TurnContext
-from .backends.base import NullTap, ToolCall, describe_error, redact
+from .backends.base import WAIT_STATUS, NullTap, RetryingClient, ToolCall, describe_error, redact
 from .config import Config
 from .defaults import READ_TIMEOUT
 from .events import StreamEvent
@@ -37,6 +37,8 @@ log = logging.getLogger("streamchat")
 
 COALESCE_SECONDS = 0.05
 """UI updates are sent at most this often (and always the last one)."""
+WAIT_NOTICE = 3.0
+"""Seconds of silence before the first token after which the chat says it is waiting."""
 
 Mode = Literal["live", "replay"]
 
@@ -63,11 +65,16 @@ class Settings:
     allowed_users: frozenset[str] = frozenset()
     allowed_orgs: frozenset[str] = frozenset()
     """Per-visitor limits, the app's daily cap and the allow-list (guard.py; the UI applies them)."""
+    wait_notice: float = WAIT_NOTICE
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
+    """How retries wait (tests pass a fake that returns at once)."""
 
 
 def make_client(settings: Settings) -> openai.AsyncOpenAI:
     timeout = httpx2.Timeout(connect=10.0, read=settings.read_timeout, write=30.0, pool=30.0)
-    kwargs: dict[str, Any] = {"api_key": settings.api_key, "timeout": timeout, "max_retries": settings.max_retries}
+    # Retries are ours, not the SDK's: bounded as a whole and said in the chat.
+    http = RetryingClient(retries=settings.max_retries, read_timeout=settings.read_timeout, sleep=settings.sleep, timeout=timeout)
+    kwargs: dict[str, Any] = {"api_key": settings.api_key, "timeout": timeout, "max_retries": 0, "http_client": http}
     if settings.base_url:
         kwargs["base_url"] = settings.base_url
     return openai.AsyncOpenAI(**kwargs)
@@ -376,7 +383,17 @@ class ChatSession:
                         yield None
                         continue
                 else:
-                    item = await queue.get()
+                    # Live, before the first token, silence gets a status line (a replay's
+                    # silences are recorded ones, capped by --max-gap).
+                    wait = None if transcript.started or not self.runtime.live else self.runtime.settings.wait_notice
+                    try:
+                        async with asyncio.timeout(wait):
+                            item = await queue.get()
+                    except TimeoutError:
+                        transcript.handle_event(ev.waiting("Waiting for the server…"))  # once: the answer replaces it
+                        last = time.monotonic()
+                        yield None
+                        continue
                 while item is not None:
                     transcript.handle_event(item)
                     dirty = True
@@ -441,6 +458,7 @@ class ChatSession:
         has_text = False
         ended = False
         outgoing = EventRedactor(self.runtime.settings.api_key, said_replaced=self._said_replaced)
+        WAIT_STATUS.set(lambda line: queue.put_nowait(ev.waiting(line)))  # this task's context only
         try:
             async for event in backend.turn(self.conv, message, history, ctx):
                 has_text = has_text or event.kind == "text"

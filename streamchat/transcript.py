@@ -23,6 +23,8 @@ STATUS_LINES: dict[str, str] = {
     "incomplete": "⚠️ Incomplete: the answer was cut short.",
     "failed": "❌ The request failed.",
 }
+EMPTY_LINE = "ℹ️ The model returned an empty answer."
+REFUSAL_LINE = "🚫 Refusal: the model declined to answer; the text above is its refusal."
 
 
 SERVER_TOOL_TITLES: dict[str, tuple[str, str]] = {
@@ -42,7 +44,7 @@ def tool_titles(name: str, server: bool) -> tuple[str, str]:
 
 @dataclass
 class _Bubble:
-    kind: str  # answer | tool | thinking | status
+    kind: str  # answer | tool | thinking | status | waiting
     parts: list[str] = field(default_factory=list)
     title: str = ""
     status: str = ""
@@ -73,14 +75,29 @@ class Transcript:
         self._sources: list[tuple[str, str]] = []
         self.status: TurnStatus | None = None
         self._errors: list[str] = []
+        self.refused = False
+        """The answer (or part of it) is the model's refusal."""
+        self.started = False
+        """Any event has arrived (a waiting line included)."""
+        self.repaired = 0
+        """Answer parts replaced by the provider's final text (damaged deltas)."""
 
     # -- events -----------------------------------------------------------------
 
     def handle_event(self, event: StreamEvent) -> None:
         kind = event.kind
+        self.started = True
+        if kind == "waiting":
+            self._waiting(event.text)
+            return
+        self._waiting("")  # anything else the stream brings replaces the waiting line
+        if event.extra.get("refusal"):
+            self.refused = True
         if kind == "text":
             if event.text:
                 self._answer().parts.append(event.text)
+        elif kind == "text_final":
+            self._replace(str(event.extra.get("shown", "")), event.text)
         elif kind == "reasoning":
             self._thinking().parts.append(event.text)
         elif kind == "tool_call":
@@ -108,10 +125,39 @@ class Transcript:
         elif kind == "turn_end":
             self._end(event)
 
+    def _waiting(self, line: str) -> None:
+        """Show (or, with no text, clear) the live status line before the first token."""
+        self._bubbles = [b for b in self._bubbles if b.kind != "waiting"]
+        if line:
+            self._bubbles.append(_Bubble("waiting", title=f"⏳ {line}", status="pending"))
+
+    def _replace(self, shown: str, final: str) -> None:
+        """Put the provider's final text of a part in place of what its deltas showed."""
+        answer = self._answer()
+        text = answer.joined(answer.parts)
+        if shown and text.endswith(shown):
+            text = text[: len(text) - len(shown)] + final
+        elif shown and shown in text:
+            at = text.rindex(shown)
+            text = text[:at] + final + text[at + len(shown) :]
+        elif not shown:
+            text += final
+        else:  # what the deltas showed cannot be found (citations inside it): said, not guessed
+            self._status_bubble("⚠️ Part of the answer was damaged in transit; the text above may differ from the model's.")
+            return
+        answer.parts[:] = [text]
+        self.repaired += 1
+
     def _answer(self) -> _Bubble:
         self._settle_thinking()
-        if not self._bubbles or self._bubbles[-1].kind != "answer":
-            self._bubbles.append(_Bubble("answer"))
+        # Text after a notice goes on in the answer above it: a skipped-event notice
+        # must not cut the answer in two.
+        for bubble in reversed(self._bubbles):
+            if bubble.kind == "answer":
+                return bubble
+            if bubble.kind != "status":
+                break
+        self._bubbles.append(_Bubble("answer"))
         return self._bubbles[-1]
 
     def _thinking(self) -> _Bubble:
@@ -188,6 +234,10 @@ class Transcript:
                 bubble.title = f"{bubble.title} (did not finish)"
                 bubble.status = "done"
         if status == "completed":
+            if self.refused:
+                self._status_bubble(REFUSAL_LINE)
+            elif not self.text and not any(b.kind == "status" for b in self._bubbles):
+                self._status_bubble(EMPTY_LINE)
             return
         if status == "failed" and self._errors and (not event.text or event.text in self._errors):
             return  # the error bubble already says it

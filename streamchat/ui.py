@@ -186,8 +186,10 @@ def mode_banner(runtime: Runtime, session: ChatSession | None = None, asked: int
     recording = runtime.library.load(name)
     speed = session.speed if session else settings.speed
     origin = (
-        "synthetic: made up in the API's exact wire format, not captured from a live model"
+        "synthetic: made up in the API's wire format, not captured from a live model"
         if recording.synthetic
+        else _imported_origin(recording.header)
+        if recording.header.get("source") == "imported"
         else "recorded from a live session"
     )
     pace = "instant" if speed == 0 else f"{speed:g}×"
@@ -224,6 +226,16 @@ def next_prompts(prompts: list[str], asked: int) -> list[str]:
 
 def _role(message: Any) -> Any:
     return message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
+
+
+def _imported_origin(header: dict[str, Any]) -> str:
+    """Where an imported recording's capture came from (its header's ``provenance``)."""
+    given = header.get("provenance")
+    prov: dict[str, Any] = given if isinstance(given, dict) else {}
+    where = prov.get("url") or " ".join(
+        str(part) for part in (prov.get("repository"), prov.get("path"), (prov.get("commit") or "")[:12]) if part
+    )
+    return f"imported from a real capture: {where}" if where else "imported from a real capture"
 
 
 def _examples(runtime: Runtime, name: str | None) -> list[str]:

@@ -63,7 +63,7 @@ async def close(runtime: Runtime) -> None:
 async def test_turn_cap_stops_recording_with_a_notice_and_keeps_what_was_written(
     api: str, fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cap = 6000
+    cap = 12000  # over a short turn (~7 kB in Assistants, whose run objects are large), far under a long one
     monkeypatch.setattr(session, "RecordingWriter", functools.partial(RecordingWriter, max_turn_bytes=cap))
     fake.push(text_script(api, SHORT), text_script(api, LONG, size=4), text_script(api, SHORT))
     runtime = Runtime(make_settings(api, url=fake.url, record_dir=tmp_path))

@@ -126,6 +126,11 @@ class Session:
             self.values.append(job.outputs())
 
 
+def is_waiting_line(value: Any) -> bool:
+    """A value that is only the "⏳ Waiting for the server…" line (before a first token)."""
+    return isinstance(value, list) and all(str(m.get("metadata", {}).get("title", "")).startswith("⏳") for m in value)
+
+
 def prompts_in(body: Any) -> set[str]:
     """The session prompts a logged request body carries (its user messages)."""
     return set(re.findall(r"s\d+-(?:first|second)", str(body)))
@@ -152,6 +157,8 @@ def test_fifty_concurrent_sessions(api: str, fake: Fake, monkeypatch: pytest.Mon
             assert s.finals == expected
             for values, answer in zip(s.values, expected, strict=True):
                 assert values and values[-1] == answer
+                # A slow first token on two busy cores may show the waiting line first.
+                values = [v for v in values if not is_waiting_line(v)]
                 assert all(isinstance(v, str) and answer.startswith(v) for v in values)
 
         # No cross-talk of remote state: one thread/conversation per session, holding

@@ -13,10 +13,23 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+from openai.types.beta import AssistantStreamEvent
+
 from .. import events as ev
 from ..events import StreamEvent, TurnStatus
 from ..sse import RawEvent
-from .base import Adapter, Backend, Conversation, ToolCall, TurnContext, error_message, raw_events, round_limit, run_calls
+from .base import (
+    Adapter,
+    Backend,
+    Conversation,
+    ToolCall,
+    TurnContext,
+    error_message,
+    raw_events,
+    round_limit,
+    run_calls,
+    sdk_names,
+)
 
 _RUN_END: dict[str, TurnStatus] = {
     "thread.run.completed": "completed",
@@ -25,6 +38,8 @@ _RUN_END: dict[str, TurnStatus] = {
     "thread.run.cancelled": "cancelled",
     "thread.run.expired": "failed",
 }
+KNOWN_EVENTS = sdk_names(AssistantStreamEvent, "event")
+"""Every event name the installed SDK knows; any other is recorded and skipped."""
 _MARKER = re.compile(r"【[^【】]{0,40}†[^【】]{0,40}】")
 """A file-search source marker such as ``【4:0†source】`` (the dagger sets it apart
 from the 【brackets】 Japanese text uses)."""
@@ -78,7 +93,7 @@ class AssistantsAdapter(Adapter):
         if name == "thread.message.delta":
             return self._message_delta(data)
         if name == "thread.message.completed":
-            return self._flush()
+            return [*self._flush(), *self._message_done(data)]
         if name == "thread.run.step.delta":
             return self._step_delta(data)
         if name == "thread.run.step.completed":
@@ -102,7 +117,25 @@ class AssistantsAdapter(Adapter):
             self.finish(status, message)
             flushed = self._flush()
             return [*flushed, ev.error(message)] if status == "failed" else flushed
+        if name not in KNOWN_EVENTS:
+            return self.skip_unknown(name)
         return []
+
+    def _message_done(self, data: dict[str, Any]) -> list[StreamEvent]:
+        """The message's final text repairs what lost or damaged deltas left out."""
+        out: list[StreamEvent] = []
+        for index, part in enumerate(data.get("content") or []):
+            value = (part.get("text") or {}).get("value") if part.get("type") == "text" else None
+            if not isinstance(value, str):
+                continue
+            for event in self.reconcile((data.get("id", ""), index), value):
+                if event.kind == "text":
+                    out += self._text(event.text, final=True)  # markers in the repaired tail become citations
+                else:  # a damaged middle: the final text, its source markers left out
+                    clean = _MARKER.sub("", event.text)
+                    shown = _MARKER.sub("", str(event.extra.get("shown", "")))
+                    out.append(StreamEvent("text_final", clean, extra={"shown": shown}))
+        return out
 
     def _message_delta(self, data: dict[str, Any]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
@@ -110,6 +143,7 @@ class AssistantsAdapter(Adapter):
             if part.get("type") != "text":
                 continue
             text = part.get("text") or {}
+            self.shown((data.get("id", ""), part.get("index", 0)), text.get("value") or "")
             later: list[StreamEvent] = []
             for note in text.get("annotations") or []:
                 citation = self._citation(note)

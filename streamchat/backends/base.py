@@ -14,9 +14,16 @@ yielding others (see docs/architecture.md).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import email.utils
 import json
+import random
+import time
+import typing
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -31,6 +38,14 @@ from ..sse import Api, RawEvent, SSEDecoder
 MAX_TOOL_ROUNDS = 8
 OPENAI_HOST = "api.openai.com"
 """Tool-loop rounds one user turn may take before it ends with a notice."""
+
+
+def sdk_names(union: Any, field: str) -> frozenset[str]:
+    """The values of ``field`` (an event's ``type`` or name) across the members of one of
+    the SDK's event unions: the events the installed SDK knows."""
+    if typing.get_origin(union) is typing.Annotated:
+        union = typing.get_args(union)[0]
+    return frozenset(value for model in typing.get_args(union) for value in typing.get_args(model.model_fields[field].annotation))
 
 
 class Tap(Protocol):
@@ -108,13 +123,46 @@ class Adapter:
         self.message = ""
         self.calls: list[ToolCall] = []
         self._said_malformed = False
+        self.damaged = 0
+        """Events skipped because their data was not JSON (their text, if any, is lost)."""
+        self.unknown: list[str] = []
+        """Event types this adapter does not know: kept in the recording, skipped here."""
+        self._shown: dict[Any, str] = {}
+        """The text the deltas showed, by content part, to reconcile with the final text."""
+        self._reconciled: set[Any] = set()
+
+    def shown(self, key: Any, delta: str) -> None:
+        self._shown[key] = self._shown.get(key, "") + delta
+
+    def reconcile(self, key: Any, final: str, *, refusal: bool = False) -> list[StreamEvent]:
+        """Make the part ``key`` show ``final``, the provider's own final text: a lost
+        tail is appended; a damaged middle makes the part's text be replaced."""
+        if key in self._reconciled:
+            return []
+        self._reconciled.add(key)
+        shown = self._shown.get(key, "")
+        self._shown[key] = final
+        if final == shown:
+            return []
+        extra = {"refusal": True} if refusal else {}
+        if final.startswith(shown):
+            return [StreamEvent("text", final[len(shown) :], extra=extra)]
+        return [StreamEvent("text_final", final, extra={**extra, "shown": shown})]
+
+    def skip_unknown(self, kind: str) -> list[StreamEvent]:
+        if kind not in self.unknown:
+            self.unknown.append(kind)
+        return []
 
     def handle(self, raw: RawEvent) -> list[StreamEvent]:
         raise NotImplementedError
 
     def malformed(self, raw: RawEvent) -> list[StreamEvent]:
         """An event whose data is not a JSON object: skipped, and said once per stream."""
-        if raw.is_done or self._said_malformed:
+        if raw.is_done:
+            return []
+        self.damaged += 1
+        if self._said_malformed:
             return []
         self._said_malformed = True
         return [StreamEvent("notice", "The server sent an event that is not valid JSON; it was skipped.")]
@@ -246,8 +294,8 @@ def describe_error(exc: BaseException, *, has_text: bool) -> tuple[TurnStatus, s
         elif code == 404:
             line = "Not found (404): the model or endpoint does not exist on this server."
         elif code == 429:
-            after = exc.response.headers.get("retry-after")
-            wait = f" Try again in {after} s." if after else " Try again shortly."
+            after = retry_after(exc.response.headers)
+            wait = f" Try again in {after:.0f} s." if after is not None else " Try again shortly."
             line = f"Rate limited or out of quota (429).{wait}"
         elif code >= 500:
             line = f"The server failed ({code}). Try again."
@@ -276,3 +324,122 @@ def error_message(data: Any) -> str:
             code = inner.get("code")
             return f"{message} ({code})" if code and code != message else str(message)
     return "The server reported an error."
+
+
+# -- waiting before the first byte: visible and bounded ------------------------------
+
+WaitReporter = Callable[[str], None]
+
+WAIT_STATUS: contextvars.ContextVar[WaitReporter | None] = contextvars.ContextVar("streamchat_wait_status", default=None)
+"""Where a turn wants its live waiting lines ("Rate limited: retrying in 20 s …"): set by
+the session around a turn; the retry transport, which runs in the turn's task, reads it."""
+
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+INITIAL_BACKOFF = 0.5
+MAX_BACKOFF = 8.0
+
+
+def retry_after(headers: httpx2.Headers) -> float | None:
+    """Seconds a response asks to wait (``retry-after-ms``, or ``Retry-After`` in
+    seconds or as an HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        with contextlib.suppress(ValueError):
+            return float(ms) / 1000
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    with contextlib.suppress(ValueError):
+        return float(value)
+    with contextlib.suppress(TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    return None
+
+
+def _say(line: str) -> None:
+    report = WAIT_STATUS.get()
+    if report is not None:
+        report(line)
+
+
+class RetryingClient(httpx2.AsyncClient):
+    """An HTTP client that retries a request that failed before its response began,
+    saying so in the chat. The `openai` client runs on it with ``max_retries=0``.
+
+    The SDK's own retries are silent and each attempt gets the whole read timeout
+    (three 30 s timeouts and backoff: 91 s of nothing). Here the whole wait for a
+    response's headers is bounded: the attempts share one read timeout, and the waits
+    between them together at most one more (a ``Retry-After`` longer than the read
+    timeout is not waited for at all: the 429 goes back at once and the chat says when
+    to try again). Each wait is announced (``WAIT_STATUS``). ``sleep`` is injectable so
+    tests need no real waiting. (A client subclass, not a transport, so the environment's
+    proxy settings still apply.)
+    """
+
+    def __init__(
+        self,
+        *,
+        retries: int,
+        read_timeout: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = random.random,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("limits", httpx2.Limits(max_connections=1000, max_keepalive_connections=100))  # the SDK's
+        kwargs.setdefault("follow_redirects", True)
+        super().__init__(**kwargs)
+        self.retries = retries
+        self.read_timeout = read_timeout
+        self.sleep = sleep
+        self.jitter = jitter
+
+    def _backoff(self, attempt: int) -> float:
+        return min(INITIAL_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF) * (1 - 0.25 * self.jitter())
+
+    async def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
+        attempts = self.retries + 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout  # for the headers, all attempts together
+        waited = 0.0  # between attempts, all waits together
+        for attempt in range(1, attempts + 1):
+            last = attempt == attempts
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise httpx2.ReadTimeout("no response within the read timeout", request=request)
+                async with asyncio.timeout(remaining):
+                    response = await super().send(request, **kwargs)
+            except TimeoutError:
+                raise httpx2.ReadTimeout("no response within the read timeout", request=request) from None
+            except httpx2.TimeoutException:
+                raise  # the read timeout is spent: no budget is left for another attempt
+            except httpx2.TransportError:
+                wait = self._backoff(attempt)
+                if last or waited + wait > self.read_timeout:
+                    raise
+                _say(f"Could not reach the server: retrying in {max(wait, 1):.0f} s (attempt {attempt + 1} of {attempts})…")
+                waited += wait
+                await self.sleep(wait)
+                continue
+            if last or not self._should_retry(response):
+                return response
+            asked = retry_after(response.headers)
+            wait = asked if asked is not None and asked > 0 else self._backoff(attempt)
+            if asked is not None and asked > self.read_timeout:
+                return response  # too long to wait in silence: the turn ends saying when to try again
+            if waited + wait > self.read_timeout:
+                return response
+            await response.aclose()
+            what = "Rate limited" if response.status_code == 429 else f"The server answered {response.status_code}"
+            _say(f"{what}: retrying in {max(wait, 1):.0f} s (attempt {attempt + 1} of {attempts})…")
+            waited += wait
+            await self.sleep(wait)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    @staticmethod
+    def _should_retry(response: httpx2.Response) -> bool:
+        told = response.headers.get("x-should-retry")
+        if told in ("true", "false"):
+            return told == "true"
+        return response.status_code in RETRY_STATUSES or response.status_code >= 500

@@ -55,6 +55,8 @@ class ChatAdapter(Adapter):
             if delta.get("content"):  # null on role and tool-call chunks
                 out.append(ev.text(delta["content"]))
                 self._written += len(delta["content"])
+            if delta.get("refusal"):  # "" on the first chunk of a refusal, null otherwise
+                out.append(ev.refusal(delta["refusal"]))
             for note in delta.get("annotations") or []:  # search models' url_citation
                 out.extend(self._citation(note))
             for call in delta.get("tool_calls") or []:
@@ -90,6 +92,9 @@ class ChatAdapter(Adapter):
             return  # [DONE] without a finish_reason: the answer did not finish
         status = _FINISH.get(self.finish_reason, "completed")
         message = "" if status == "completed" else f"The answer was cut short ({self.finish_reason})."
+        if self.damaged and status == "completed":
+            # This API sends no final text to repair from: what a damaged event held is gone.
+            status, message = "incomplete", "Part of the answer was lost: the server sent a damaged event."
         for index in sorted(self._calls):
             state = self._calls[index]
             self.calls.append(ToolCall(state["id"], state["name"], state["arguments"]))

@@ -12,12 +12,34 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
+from openai.types.responses import ResponseStreamEvent
 
 from .. import events as ev
 from ..config import Config
-from ..events import StreamEvent
+from ..events import StreamEvent, TurnStatus
 from ..sse import RawEvent
-from .base import Adapter, Backend, Conversation, ToolCall, TurnContext, error_message, raw_events, round_limit, run_calls
+from .base import (
+    Adapter,
+    Backend,
+    Conversation,
+    ToolCall,
+    TurnContext,
+    error_message,
+    raw_events,
+    round_limit,
+    run_calls,
+    sdk_names,
+)
+
+KNOWN_TYPES = sdk_names(ResponseStreamEvent, "type")
+"""Every event type the installed SDK knows; any other is recorded and skipped."""
+
+_END_STATUS: dict[str, TurnStatus] = {
+    "completed": "completed",
+    "incomplete": "incomplete",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
 
 _BUILTIN_CALLS = {
     "code_interpreter_call": "code_interpreter",
@@ -31,24 +53,33 @@ class ResponsesAdapter(Adapter):
         super().__init__()
         self.response_id: str | None = None
         self._item_call: dict[str, str] = {}  # output item id → call id
-        self._written: dict[tuple[str, int], int] = {}  # characters of text so far, by content part
+
+    def _key(self, data: dict[str, Any]) -> tuple[str, int]:
+        return (data.get("item_id", ""), data.get("content_index", 0))
 
     def handle(self, raw: RawEvent) -> list[StreamEvent]:
         data = raw.data
         if not isinstance(data, dict):
             return self.malformed(raw)
         kind = data.get("type") or raw.event or ""
-        if kind == "response.output_text.delta" or kind == "response.refusal.delta":
+        if kind == "response.output_text.delta":
             delta = data.get("delta", "")
-            key = (data.get("item_id", ""), data.get("content_index", 0))
-            self._written[key] = self._written.get(key, 0) + len(delta)
+            self.shown(self._key(data), delta)
             return [ev.text(delta)]
+        if kind == "response.refusal.delta":
+            delta = data.get("delta", "")
+            self.shown(self._key(data), delta)
+            return [ev.refusal(delta)]
+        if kind == "response.output_text.done" and isinstance(data.get("text"), str):
+            return self.reconcile(self._key(data), data["text"])
+        if kind == "response.refusal.done" and isinstance(data.get("refusal"), str):
+            return self.reconcile(self._key(data), data["refusal"], refusal=True)
         if kind == "response.reasoning_summary_text.delta":
             return [StreamEvent("reasoning", data.get("delta", ""))]
         if kind == "response.reasoning_summary_part.added" and data.get("summary_index", 0) > 0:
             return [StreamEvent("reasoning", "\n\n")]  # the next summary part: a new paragraph
         if kind == "response.output_text.annotation.added":
-            written = self._written.get((data.get("item_id", ""), data.get("content_index", 0)), 0)
+            written = len(self._shown.get(self._key(data), ""))
             return _citation(data.get("annotation") or {}, written)
         if kind == "response.output_item.added":
             return self._item_added(data.get("item") or {})
@@ -64,9 +95,7 @@ class ResponsesAdapter(Adapter):
             self.response_id = (data.get("response") or {}).get("id") or self.response_id
             return []
         if kind == "response.completed":
-            self.response_id = (data.get("response") or {}).get("id") or self.response_id
-            self.finish("completed")
-            return []
+            return self._completed(data.get("response") or {})
         if kind == "response.incomplete":
             details = (data.get("response") or {}).get("incomplete_details") or {}
             # The reason may be a value the SDK's enum does not list: shown as given.
@@ -82,7 +111,42 @@ class ResponsesAdapter(Adapter):
             message = error_message(data)
             self.finish("failed", message)
             return [ev.error(message)]
+        if kind not in KNOWN_TYPES:
+            return self.skip_unknown(kind)
         return []
+
+    def _completed(self, response: dict[str, Any]) -> list[StreamEvent]:
+        """The terminal event: the answer is made to match the response's own output
+        (a part whose deltas were lost or damaged, and whose ``.done`` never came), and
+        the turn ends as the response's ``status`` says (compatible servers have sent
+        ``response.completed`` with ``status: incomplete``)."""
+        self.response_id = response.get("id") or self.response_id
+        out: list[StreamEvent] = []
+        for item in response.get("output") or []:
+            if not isinstance(item, dict) or item.get("type") != "message":
+                continue
+            for index, part in enumerate(item.get("content") or []):
+                key = (item.get("id", ""), index)
+                if part.get("type") == "output_text" and isinstance(part.get("text"), str):
+                    out += self.reconcile(key, part["text"])
+                elif part.get("type") == "refusal" and isinstance(part.get("refusal"), str):
+                    out += self.reconcile(key, part["refusal"], refusal=True)
+        given = response.get("status") or "completed"
+        status = _END_STATUS.get(given, "interrupted")
+        if status == "completed":
+            self.finish("completed")
+        elif status == "incomplete":
+            reason = (response.get("incomplete_details") or {}).get("reason") or "unknown reason"
+            self.finish("incomplete", f"The answer was cut short ({reason}).")
+        elif status == "failed":
+            message = error_message(response.get("error") or {})
+            self.finish("failed", message)
+            out.append(ev.error(message))
+        elif status == "cancelled":
+            self.finish("cancelled", "The server cancelled the response.")
+        else:
+            self.finish("interrupted", f"The server ended the stream while the response was still {given!r}.")
+        return out
 
     def _item_added(self, item: dict[str, Any]) -> list[StreamEvent]:
         item_type = item.get("type")

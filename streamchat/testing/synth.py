@@ -1,9 +1,14 @@
-"""Streams in each API's exact wire format, made up rather than captured.
+"""Streams in each API's wire format, made up rather than captured.
 
 The tests' fake server, the bundled (``source: synthetic``) recordings and the
 benchmarks all build their streams here, so there is one idea of what each provider
 sends. Each builder returns the raw events of one HTTP stream, in order; ``timed``
 gives them offsets.
+
+The field sets and event order follow published captures of the live API (listed in
+tests/fixtures/real/SOURCES.md), and every event validates against the `openai` SDK's
+own type for it (tests/test_wire_sdk_types.py). They are still made up: ids, times,
+usage and texts are invented, so nothing here is "exact" beyond its shape.
 """
 
 from __future__ import annotations
@@ -125,6 +130,7 @@ def responses_stream(
     incomplete_reason: str = "max_output_tokens",
     error: dict[str, Any] | None = None,
     nested_error: bool = False,
+    refusal: Sequence[str] = (),
 ) -> list[RawEvent]:
     """One ``responses.create(stream=True)`` stream.
 
@@ -134,7 +140,8 @@ def responses_stream(
     the delta that reaches its ``index`` (or ``end_index``).
 
     ``end``: ``completed``, ``incomplete``, ``failed``, ``error`` (an ``error`` event),
-    or None (the stream stops before its terminal event).
+    or None (the stream stops before its terminal event). ``refusal``: the message is a
+    refusal content part streamed in these deltas (``response.refusal.delta``).
     """
     rid = response_id or new_id("resp")
     seq = itertools.count()
@@ -144,15 +151,33 @@ def responses_stream(
         return RawEvent(kind, {"type": kind, "sequence_number": next(seq), **data})
 
     def response(status: str, output: list[Any], **more: Any) -> dict[str, Any]:
+        # The fields a live response object carries (the SDK requires
+        # parallel_tool_calls, tool_choice and tools), with the API's defaults.
         return {
             "id": rid,
             "object": "response",
             "created_at": now,
             "status": status,
-            "model": model,
-            "output": output,
+            "background": False,
             "error": None,
             "incomplete_details": None,
+            "instructions": None,
+            "max_output_tokens": None,
+            "model": model,
+            "output": output,
+            "parallel_tool_calls": True,
+            "previous_response_id": None,
+            "reasoning": {"effort": None, "summary": None},
+            "store": True,
+            "temperature": 1.0,
+            "text": {"format": {"type": "text"}},
+            "tool_choice": "auto",
+            "tools": [],
+            "top_p": 1.0,
+            "truncation": "disabled",
+            "usage": None,
+            "user": None,
+            "metadata": {},
             **more,
         }
 
@@ -204,6 +229,20 @@ def responses_stream(
         out.append(ev("response.output_item.done", output_index=index, item=done))
         items.append(done)
         index += 1
+    if refusal:
+        msg_id = new_id("msg")
+        item = {"id": msg_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
+        where = {"item_id": msg_id, "output_index": index, "content_index": 0}
+        out.append(ev("response.output_item.added", output_index=index, item=item))
+        out.append(ev("response.content_part.added", **where, part={"type": "refusal", "refusal": ""}))
+        for d in refusal:
+            out.append(ev("response.refusal.delta", **where, delta=d))
+        full = "".join(refusal)
+        out.append(ev("response.refusal.done", **where, refusal=full))
+        out.append(ev("response.content_part.done", **where, part={"type": "refusal", "refusal": full}))
+        done = {**item, "status": "completed", "content": [{"type": "refusal", "refusal": full}]}
+        out.append(ev("response.output_item.done", output_index=index, item=done))
+        items.append(done)
     if deltas:
         msg_id = new_id("msg")
         item = {"id": msg_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
@@ -297,7 +336,13 @@ def _responses_builtin(call: BuiltinCall, index: int) -> list[tuple[str, dict[st
 
 
 def _usage() -> dict[str, Any]:
-    return {"input_tokens": 12, "output_tokens": 34, "total_tokens": 46}
+    return {
+        "input_tokens": 12,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": 34,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 46,
+    }
 
 
 # -- Assistants -------------------------------------------------------------------
@@ -308,6 +353,8 @@ def assistants_stream(
     *,
     thread_id: str = "thread_synthetic",
     assistant_id: str = "asst_synthetic",
+    model: str = "gpt-5-mini",
+    instructions: str = "",
     run_id: str | None = None,
     end: str | None = "completed",
     calls: Sequence[FunctionCall] = (),
@@ -328,36 +375,68 @@ def assistants_stream(
     now = CREATED
 
     def run(status: str, **more: Any) -> dict[str, Any]:
+        # The run object as the live API streams it (every field the SDK requires).
         return {
             "id": rid,
             "object": "thread.run",
             "created_at": now,
-            "thread_id": thread_id,
             "assistant_id": assistant_id,
+            "thread_id": thread_id,
             "status": status,
+            "started_at": None if status == "queued" else now,
+            "expires_at": now + 600,
+            "cancelled_at": None,
+            "failed_at": None,
+            "completed_at": None,
             "required_action": None,
             "last_error": None,
+            "model": model,
+            "instructions": instructions,
+            "tools": [],
+            "metadata": {},
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "max_completion_tokens": None,
+            "max_prompt_tokens": None,
+            "truncation_strategy": {"type": "auto", "last_messages": None},
             "incomplete_details": None,
+            "usage": None,
+            "response_format": "auto",
+            "tool_choice": "auto",
+            "parallel_tool_calls": True,
             **more,
+        }
+
+    def step_fields(step_id: str, kind: str, status: str) -> dict[str, Any]:
+        return {
+            "id": step_id,
+            "object": "thread.run.step",
+            "created_at": now,
+            "run_id": rid,
+            "assistant_id": assistant_id,
+            "thread_id": thread_id,
+            "type": kind,
+            "status": status,
+            "cancelled_at": None,
+            "completed_at": now if status == "completed" else None,
+            "expires_at": now + 600,
+            "failed_at": None,
+            "last_error": None,
+            "usage": None,
         }
 
     out: list[tuple[str, Any]] = []
     if not continuing:
-        out += [("thread.run.created", run("queued")), ("thread.run.queued", run("queued"))]
+        out.append(("thread.run.created", run("queued")))
+    out.append(("thread.run.queued", run("queued")))  # a continued run is queued again, too
     out.append(("thread.run.in_progress", run("in_progress")))
     if builtins:
-        out += _assistants_builtin_step(builtins, rid, thread_id)
+        out += _assistants_builtin_step(builtins, step_fields)
     if calls:
         step_id = new_id("step")
-        step = {
-            "id": step_id,
-            "object": "thread.run.step",
-            "run_id": rid,
-            "thread_id": thread_id,
-            "type": "tool_calls",
-            "status": "in_progress",
-        }
+        step = step_fields(step_id, "tool_calls", "in_progress")
         out.append(("thread.run.step.created", {**step, "step_details": {"type": "tool_calls", "tool_calls": []}}))
+        out.append(("thread.run.step.in_progress", {**step, "step_details": {"type": "tool_calls", "tool_calls": []}}))
         for i, call in enumerate(calls):
             for j, piece in enumerate(_split(call.arguments, call.chunks)):
                 tc: dict[str, Any] = {"index": i, "type": "function", "function": {"arguments": piece}}
@@ -385,27 +464,24 @@ def assistants_stream(
         message = {
             "id": msg_id,
             "object": "thread.message",
+            "created_at": now,
+            "assistant_id": assistant_id,
             "thread_id": thread_id,
             "run_id": rid,
-            "role": "assistant",
             "status": "in_progress",
+            "incomplete_details": None,
+            "incomplete_at": None,
+            "completed_at": None,
+            "role": "assistant",
             "content": [],
+            "attachments": [],
+            "metadata": {},
         }
         step_id = new_id("step")
         details = {"type": "message_creation", "message_creation": {"message_id": msg_id}}
-        out.append(
-            (
-                "thread.run.step.created",
-                {
-                    "id": step_id,
-                    "object": "thread.run.step",
-                    "run_id": rid,
-                    "type": "message_creation",
-                    "status": "in_progress",
-                    "step_details": details,
-                },
-            )
-        )
+        step = {**step_fields(step_id, "message_creation", "in_progress"), "step_details": details}
+        out.append(("thread.run.step.created", step))
+        out.append(("thread.run.step.in_progress", step))
         out.append(("thread.message.created", message))
         out.append(("thread.message.in_progress", message))
         notes = _assistant_notes("".join(deltas), annotations)
@@ -430,32 +506,26 @@ def assistants_stream(
         out.append(
             (
                 "thread.message.completed",
-                {**message, "status": "completed", "content": [{"type": "text", "text": {"value": full, "annotations": notes}}]},
-            )
-        )
-        out.append(
-            (
-                "thread.run.step.completed",
                 {
-                    "id": step_id,
-                    "object": "thread.run.step",
-                    "run_id": rid,
-                    "type": "message_creation",
+                    **message,
                     "status": "completed",
-                    "step_details": details,
+                    "completed_at": now,
+                    "content": [{"type": "text", "text": {"value": full, "annotations": notes}}],
                 },
             )
         )
-    if end == "completed":
-        out.append(("thread.run.completed", run("completed")))
-    elif end == "failed":
         out.append(
-            ("thread.run.failed", run("failed", last_error={"code": "server_error", "message": "The run failed on the server."}))
+            ("thread.run.step.completed", {**step_fields(step_id, "message_creation", "completed"), "step_details": details})
         )
+    if end == "completed":
+        out.append(("thread.run.completed", run("completed", completed_at=now, expires_at=None)))
+    elif end == "failed":
+        error = {"code": "server_error", "message": "The run failed on the server."}
+        out.append(("thread.run.failed", run("failed", failed_at=now, expires_at=None, last_error=error)))
     elif end == "incomplete":
         out.append(("thread.run.incomplete", run("incomplete", incomplete_details={"reason": "max_completion_tokens"})))
     elif end == "cancelled":
-        out.append(("thread.run.cancelled", run("cancelled")))
+        out.append(("thread.run.cancelled", run("cancelled", cancelled_at=now, expires_at=None)))
     elif end == "error":
         out.append(
             (
@@ -482,22 +552,11 @@ def _assistant_notes(full: str, annotations: Sequence[dict[str, Any]]) -> list[d
     return out
 
 
-def _assistants_builtin_step(
-    builtins: Sequence[CodeInterpreterCall | FileSearchCall], rid: str, thread_id: str
-) -> list[tuple[str, Any]]:
+def _assistants_builtin_step(builtins: Sequence[CodeInterpreterCall | FileSearchCall], step_fields: Any) -> list[tuple[str, Any]]:
     """A ``tool_calls`` run step the assistant runs itself: code interpreter input and
     logs arrive as step deltas, the full details with ``thread.run.step.completed``."""
     step_id = new_id("step")
-    step = {
-        "id": step_id,
-        "object": "thread.run.step",
-        "created_at": CREATED,
-        "run_id": rid,
-        "thread_id": thread_id,
-        "type": "tool_calls",
-        "status": "in_progress",
-        "step_details": {"type": "tool_calls", "tool_calls": []},
-    }
+    step = {**step_fields(step_id, "tool_calls", "in_progress"), "step_details": {"type": "tool_calls", "tool_calls": []}}
     out: list[tuple[str, Any]] = [("thread.run.step.created", step), ("thread.run.step.in_progress", step)]
 
     def delta(tc: dict[str, Any]) -> tuple[str, Any]:
@@ -526,7 +585,7 @@ def _assistants_builtin_step(
             full.append(
                 {"id": call.call_id, "type": "file_search", "file_search": {"ranking_options": ranking, "results": results}}
             )
-    done = {**step, "status": "completed", "step_details": {"type": "tool_calls", "tool_calls": full}}
+    done = {**step_fields(step_id, "tool_calls", "completed"), "step_details": {"type": "tool_calls", "tool_calls": full}}
     out.append(("thread.run.step.completed", done))
     return out
 
@@ -554,11 +613,13 @@ def chat_stream(
     done: bool = True,
     error: dict[str, Any] | None = None,
     filter_chunk: bool = False,
+    refusal: Sequence[str] = (),
 ) -> list[RawEvent]:
     """One ``chat.completions.create(stream=True)`` stream. ``finish_reason=None`` with
     ``done=False`` is a stream cut off mid-answer; ``error`` sends an error chunk.
     ``annotations`` (``url_citation``s, as search models send them) follow the text in
-    a chunk of their own."""
+    a chunk of their own. ``refusal``: deltas of ``delta.refusal`` (the first chunk then
+    has ``content: null, refusal: ""``, as the live API sends it)."""
     cid = completion_id or new_id("chatcmpl")
     now = CREATED
 
@@ -581,7 +642,11 @@ def chat_stream(
     if filter_chunk:
         # Azure-style first chunk: no choices, prompt filter results only.
         out.append(chunk(None, prompt_filter_results=[{"prompt_index": 0, "content_filter_results": {}}]))
-    out.append(chunk({"role": "assistant", "content": "", "refusal": None}))
+    if refusal:
+        out.append(chunk({"role": "assistant", "content": None, "refusal": ""}))
+        out += [chunk({"refusal": r}) for r in refusal]
+    else:
+        out.append(chunk({"role": "assistant", "content": "", "refusal": None}))
     for r in reasoning:
         out.append(chunk({"reasoning_content": r, "content": None}))
     for d in deltas:
