@@ -21,6 +21,7 @@ import openai
 from . import events as ev
 from .backends import BACKENDS, Backend, Conversation, TurnContext
 from .backends.base import NullTap, ToolCall, describe_error, redact
+from .backends.history import answered_key
 from .config import Config
 from .events import StreamEvent
 from .recording import MAX_FOLDER_BYTES, RecordingWriter, header, new_recording_path
@@ -318,6 +319,7 @@ class ChatSession:
             yield None
             return
         backend = self.backend
+        conv = self.conv  # a reset during the turn gives the session a new one
         recorder = self._recorder()
         if recorder is not None:
             recorder.begin_turn(message)
@@ -363,6 +365,8 @@ class ChatSession:
             if transcript.status is None:
                 transcript.handle_event(ev.turn_end("cancelled"))
             self.last_status = transcript.status
+            # Which visible history the remote state now holds (only a complete answer).
+            conv.settle(answered_key(history, message, transcript.snapshot()) if transcript.status == "completed" else None)
             if recorder is not None:
                 recorder.end_turn(transcript.status or "cancelled")
             if not ended or transcript.status == "interrupted":

@@ -59,9 +59,9 @@ def content_text(content: Any) -> str:
 
 def visible(history: list[dict[str, Any]] | None) -> list[dict[str, str]]:
     """The conversation as the model should see it: user and assistant text, the app's
-    bubbles (messages with ``metadata``) left out, consecutive messages of one speaker
-    joined (a turn's text around its tool bubbles is one answer; files sent with a
-    message are part of it)."""
+    bubbles (messages with ``metadata``) left out, consecutive assistant messages joined
+    (a turn's text around its tool bubbles is one answer). User messages stay apart: a
+    message whose turn failed is still a message of its own."""
     out: list[dict[str, str]] = []
     for message in history or []:
         if not isinstance(message, dict) or message.get("metadata"):
@@ -72,7 +72,7 @@ def visible(history: list[dict[str, Any]] | None) -> list[dict[str, str]]:
         text = content_text(message.get("content"))
         if not text.strip():
             continue
-        if out and out[-1]["role"] == role:
+        if out and out[-1]["role"] == role == "assistant":
             out[-1]["content"] += "\n\n" + text
         else:
             out.append({"role": str(role), "content": text})
@@ -91,3 +91,9 @@ EMPTY_KEY = history_key([])
 
 def user_count(messages: list[dict[str, str]]) -> int:
     return sum(1 for m in messages if m["role"] == "user")
+
+
+def answered_key(history: list[dict[str, Any]], message: str, answer: list[dict[str, Any]]) -> str:
+    """The key of the history the page shows once ``message`` got ``answer`` (the
+    turn's messages, as the chat function yielded them)."""
+    return history_key(visible([*history, {"role": "user", "content": message}, *answer]))

@@ -28,17 +28,18 @@ class _Thread:
 
 
 def _run_messages(script: Script) -> list[tuple[str, str]]:
-    """The assistant messages a served run adds to its thread: ``(script's id, text)``."""
+    """The assistant messages a served run adds to its thread, ``(script's id, text)``:
+    one per message id its ``thread.message`` events name."""
     texts: dict[str, str] = {}
     for _, raw in script.events:
         data = raw.data if isinstance(raw.data, dict) else {}
-        name = event_name(raw)
-        if name == "thread.message.created":
-            texts.setdefault(data.get("id", ""), "")
-        elif name == "thread.message.delta" and data.get("id") in texts:
-            texts[data["id"]] += text_of((data.get("delta") or {}).get("content"))
-        elif name == "thread.message.completed" and data.get("id") in texts and data.get("content"):
-            texts[data["id"]] = text_of(data.get("content"))
+        kind, message_id = data.get("object"), data.get("id")
+        if kind == "thread.message" and isinstance(message_id, str):
+            texts.setdefault(message_id, "")
+            if data.get("status") == "completed" and data.get("content"):
+                texts[message_id] = text_of(data.get("content"))
+        elif kind == "thread.message.delta" and message_id in texts:
+            texts[message_id] += text_of((data.get("delta") or {}).get("content"))
     return list(texts.items())
 
 
@@ -92,9 +93,9 @@ class AssistantsHandler:
             if len(initial) > 32:
                 return error(400, "messages: at most 32 messages.", "too_many_messages")
             thread_obj = self.core.create("thread", "thread", tool_resources=None)
-            thread = self.threads[thread_obj["id"]] = _Thread()
+            new = self.threads[thread_obj["id"]] = _Thread()
             for m in initial:
-                thread.messages.append(self._message(thread_obj["id"], m.get("role", "user"), text_of(m.get("content"))))
+                new.messages.append(self._message(thread_obj["id"], m.get("role", "user"), text_of(m.get("content"))))
             return Reply(200, thread_obj)
         thread_id = parts[1]
         thread = self.threads.get(thread_id)
