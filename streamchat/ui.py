@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -99,6 +101,14 @@ def graceful_stop(demo: gr.Blocks, chat: gr.ChatInterface) -> None:
     for fn in demo.fns.values():
         if fn.fn is None and fn.cancels and (chat.textbox._id, "stop") in fn.targets:
             fn.cancels = []
+
+
+def history_secret(runtime: Runtime) -> str:
+    """The key saved chats are encrypted with in the browser: ``STREAMCHAT_HISTORY_SECRET``,
+    else one derived from the configuration (stable across restarts of the same app)."""
+    given = os.environ.get("STREAMCHAT_HISTORY_SECRET")
+    seed = given or f"streamchat-saved-chats:{runtime.config.sha256}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
 def banner_text(runtime: Runtime, session: ChatSession | None = None) -> str:
@@ -224,7 +234,16 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             examples=[[p, None] for p in examples] or None,
             concurrency_limit=CONCURRENCY_LIMIT,
             fill_height=True,
+            # Retry, Undo and Edit change the history the next turn arrives with, and a
+            # saved chat comes back from the browser's storage: the backends bring the
+            # remote state in line with it (docs/architecture.md, "Conversation state").
+            chatbot=gr.Chatbot(label="Chat", scale=1, editable="user"),
+            editable=True,
+            save_history=True,
         )
+        # Saved chats are encrypted in the browser with a key Gradio draws anew at each
+        # launch; a stable one lets a chat saved before a restart open after it.
+        chat.saved_conversations.secret = history_secret(runtime)
         demo.load(on_load, [slot], None, api_visibility="private")
         demo.unload(on_unload)
         chat.chatbot.clear(on_clear, [slot], None, api_visibility="private")
