@@ -148,7 +148,8 @@ def captured() -> Iterator[list[list[dict[str, Any]]]]:
     out: list[list[dict[str, Any]]] = []
     yield out
     if os.environ.get("STREAMCHAT_WRITE_FIXTURES") == "1" and out:
-        FIXTURE.write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        unique = list({json.dumps(h, ensure_ascii=False, sort_keys=True): h for h in out}.values())
+        FIXTURE.write_text(json.dumps(unique, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
 class Chat:
@@ -159,11 +160,17 @@ class Chat:
         page.on("request", self._request)
 
     def _request(self, request: Any) -> None:
-        if not request.url.endswith("/queue/join") or request.method != "POST":
+        """Keep each chat history the page sends (the chatbot's value, which Gradio
+        copies into the history the chat function gets)."""
+        if request.method != "POST" or "/gradio_api/" not in request.url:
             return
-        data = (request.post_data_json or {}).get("data") or []
-        if len(data) == 3 and isinstance(data[0], str) and isinstance(data[1], list) and data[1]:
-            self.captured.append(data[1])
+        try:
+            body = request.post_data_json
+        except ValueError:
+            return
+        for value in (body.get("data") or []) if isinstance(body, dict) else []:
+            if isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m for m in value):
+                self.captured.append(value)
 
     def answers(self) -> list[str]:
         return list(self.page.evaluate("window.__state.answers()"))
@@ -181,6 +188,11 @@ class Chat:
         self.page.wait_for_function(
             "([text, n]) => { const a = window.__state.answers(); return a.length === n && a[n - 1] === text; }",
             arg=[answer, bubbles],
+        )
+        # The event chain ends (the history synchronized, the textbox enabled again)
+        # before the next click, as it would for a person.
+        self.page.wait_for_function(
+            "() => [...document.querySelectorAll('textarea')].some(t => !t.disabled && !t.classList.contains('edit-textarea'))"
         )
         assert len(self.fake.contexts) == before + requests
         assert [t for r, t in self.fake.contexts[-1] if r == "user"] == users_seen
@@ -266,8 +278,8 @@ def test_the_model_sees_what_the_chat_shows(api: str, setup: Setup, browser: Any
 
 
 def test_captured_browser_histories_match_the_fixture(captured: list[Any]) -> None:
-    """What Chromium sent in this run has the shape the fixture keeps: content as lists
-    of parts, the app's bubbles with ``metadata``; and reads as the same conversations."""
+    """What Chromium sent in this run has the shape the fixture keeps (content as lists
+    of parts, the app's bubbles with ``metadata``) and reads as the same conversations."""
     if not captured:
         pytest.skip("runs after the browser flow, which captures the histories")
     kept = json.loads(FIXTURE.read_text(encoding="utf-8"))

@@ -51,7 +51,14 @@ def answer_what_was_seen(req: TurnRequest) -> Script:
     """The fake model: a die roll for ``TOOL_PROMPT``, else the user messages it saw."""
     if req.user == TOOL_PROMPT and req.stream == 0:
         call = synth.FunctionCall("roll_dice", '{"sides": 6, "seed": 7}', call_id=f"call_dice_{req.position}")
-        return FaultScript(events=synth.timed({"responses": synth.responses_stream, "assistants": synth.assistants_stream, "chat": synth.chat_stream}[req.api](calls=[call]), step=0))
+        return FaultScript(
+            events=synth.timed(
+                {"responses": synth.responses_stream, "assistants": synth.assistants_stream, "chat": synth.chat_stream}[req.api](
+                    calls=[call]
+                ),
+                step=0,
+            )
+        )
     return text_script(req.api, seen_text([text for role, text in req.context if role == "user"]))
 
 
@@ -230,7 +237,11 @@ async def test_responses_undo_deletes_the_undone_items(answering: Fake) -> None:
     assert session.conv.conversation_id == conversation
     deleted = [r.path for r in fake.core.requests("DELETE", f"/conversations/{conversation}/items/")]
     assert len(deleted) == 2  # bravo and its answer
-    page.history = page.history[:2] + [browser_message({"role": "user", "content": "zulu"}), browser_message({"role": "assistant", "content": "an answer from elsewhere"})]
+    page.history = [
+        *page.history[:2],
+        browser_message({"role": "user", "content": "zulu"}),
+        browser_message({"role": "assistant", "content": "an answer from elsewhere"}),
+    ]
     await page.send("yankee")
     assert session.conv.conversation_id != conversation
     assert fake.core.live_objects("conversation") == [session.conv.conversation_id]
@@ -265,7 +276,10 @@ def test_every_content_shape() -> None:
         {"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/x/cat.png", "orig_name": "cat.png"}}]},
         {"role": "user", "content": ("/tmp/y/report.pdf",)},
         {"role": "user", "content": {"path": "/tmp/z/data.csv"}},
-        {"role": "user", "content": [{"type": "component", "component": "image", "value": {}, "props": {}, "constructor_args": {}}]},
+        {
+            "role": "user",
+            "content": [{"type": "component", "component": "image", "value": {}, "props": {}, "constructor_args": {}}],
+        },
         {"role": "assistant", "content": "   indented\n   text  "},
     ]
     assert visible(history) == [
@@ -278,4 +292,6 @@ def test_every_content_shape() -> None:
         {"role": "assistant", "content": "   indented\n   text  "},
     ]
     # Gradio re-indents text on its way to the page (inspect.cleandoc): same key.
-    assert history_key(visible([{"role": "user", "content": "a\n    b"}])) == history_key(visible([{"role": "user", "content": "a\nb"}]))
+    assert history_key(visible([{"role": "user", "content": "a\n    b"}])) == history_key(
+        visible([{"role": "user", "content": "a\nb"}])
+    )
