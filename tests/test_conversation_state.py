@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BASE_CONFIG, Fake, make_settings, text_script
+from conftest import BASE_CONFIG, Fake, make_settings, replay_settings, text_script
 
 from streamchat.backends.history import content_text, history_key, visible
 from streamchat.replayapi import Script, TurnRequest
@@ -295,3 +295,54 @@ def test_every_content_shape() -> None:
     assert history_key(visible([{"role": "user", "content": "a\n    b"}])) == history_key(
         visible([{"role": "user", "content": "a\nb"}])
     )
+
+
+# -- recording and replay -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", APIS)
+async def test_a_branched_live_chat_replays_the_way_it_went(api: str, answering: Fake, tmp_path: Path) -> None:
+    """Recorded live: alpha, bravo, Undo, charlie, Retry. Each turn line says where it
+    stood (position, parent); replayed, Retry gets the same recorded turn, Undo steps
+    back, and the answers are the ones the user saw."""
+    fake = answering
+    numbered = 0
+
+    def numbered_answer(req: TurnRequest) -> Script:
+        nonlocal numbered
+        numbered += 1
+        users = [text for role, text in req.context if role == "user"]
+        return text_script(req.api, f"{seen_text(users)} #{numbered}")
+
+    fake.responder = numbered_answer
+    runtime = Runtime(make_settings(api, url=fake.url, record_dir=tmp_path / "rec"))
+    page = Page(runtime.new_session())
+    assert await page.send("alpha") == "Seen: alpha #1"
+    assert await page.send("bravo") == "Seen: alpha | bravo #2"
+    page.undo()
+    assert await page.send("charlie") == "Seen: alpha | charlie #3"
+    assert await page.retry() == "Seen: alpha | charlie #4"
+    await page.session.close()
+    await runtime.shutdown()
+
+    [path] = (tmp_path / "rec").glob("*.jsonl")
+    turns = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if '"kind":"turn"' in line]
+    assert [(t["user"], t["position"], t.get("parent")) for t in turns] == [
+        ("alpha", 0, None),
+        ("bravo", 1, 0),
+        ("charlie", 1, 0),
+        ("charlie", 1, 0),
+    ]
+
+    replayer = Runtime(replay_settings(tmp_path / "rec", config=runtime.config))
+    replay = Page(replayer.new_session())
+    assert await replay.send("alpha") == "Seen: alpha #1"
+    assert await replay.send("charlie") == "Seen: alpha | charlie #4"  # the answer that stayed
+    assert await replay.retry() == "Seen: alpha | charlie #4"  # Retry: the same turn again
+    replay.undo()
+    assert await replay.send("bravo") == "Seen: alpha | bravo #2"  # Undo: a step back
+    edited = await replay.edit(0, "charlie")  # an edited message is matched like a typed one
+    typed = await Page(replayer.new_session()).send("charlie")
+    assert edited == typed == "Seen: alpha | charlie #3"  # never first: the first one after
+    await replay.session.close()
+    await replayer.shutdown()

@@ -118,6 +118,9 @@ class Conversation:
     """By key of a visible history: the remote state that matched it."""
     pending: Mark | None = None
     """The state after the turn in flight; ``settle`` files it under the answer's key."""
+    recorded: dict[str, int] = field(default_factory=dict)
+    """By key of a visible history: the recorded turn (recording or replay) whose answer
+    it ends with, so each turn's ``parent`` is known."""
     chain_only: bool = False
     """Responses: the server has no Conversations API; chain ``previous_response_id``."""
 
