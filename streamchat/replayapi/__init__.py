@@ -34,13 +34,9 @@ from .base import (
     Turn,
     TurnRequest,
     error,
-    text_of,
 )
 
 __all__ = ["Context", "Logged", "ReplayAPI", "Reply", "Script", "StreamDropped", "StreamSource", "TurnRequest"]
-
-_error = error  # older name, kept for subclasses
-_text_of = text_of
 
 
 class ReplayAPI:
@@ -78,8 +74,6 @@ class ReplayAPI:
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_fake{next(self._ids):05d}"
 
-    _id = new_id
-
     def requests(self, method: str | None = None, path_contains: str = "") -> list[Logged]:
         return [
             r for r in self.log if r.event == "request" and (method is None or r.method == method) and path_contains in r.path
@@ -91,10 +85,6 @@ class ReplayAPI:
     def live_objects(self, kind: str) -> list[str]:
         """Ids of objects of a kind (thread, conversation, assistant) not deleted yet."""
         return [k for k, v in self.objects.items() if v.get("object") == kind]
-
-    def user_views(self) -> list[list[str]]:
-        """For each streaming request so far: the user messages the model saw."""
-        return [[text for role, text in context if role == "user"] for context in self.contexts]
 
     def create(self, kind: str, prefix: str, **fields: Any) -> dict[str, Any]:
         obj = {"id": self.new_id(prefix), "object": kind, "created_at": int(time.time()), "metadata": {}, **fields}
