@@ -94,14 +94,17 @@ class SeeingFake(ReplayAPI):
 class Setup:
     def __init__(self, fake: SeeingFake, server: RunningServer, apps: dict[str, AppProcess], env: dict[str, dict[str, str]]):
         self.fake, self.server, self.apps, self.env = fake, server, apps, env
+        self.pages: dict[str, Any] = {}
+        """Each backend's page, kept for the second half of the flow (after the restart)."""
+        self.kept: dict[str, list[tuple[str, str]]] = {}
+        """What the model saw for the chat that is reopened after the restart."""
 
-    def restart(self, api: str) -> AppProcess:
-        old = self.apps[api]
-        old.stop()
-        new = AppProcess(self.env[api], port=old.port)
-        new.wait_ready()
-        self.apps[api] = new
-        return new
+    def restart_all(self) -> None:
+        """Stop every app and start each again on its port, all at once."""
+        AppProcess.stop_all(*self.apps.values())
+        self.apps = {api: AppProcess(self.env[api], port=old.port) for api, old in self.apps.items()}
+        for app in self.apps.values():
+            app.wait_ready()
 
 
 @pytest.fixture(scope="module")
@@ -217,58 +220,69 @@ def open_chat(browser: Any, url: str) -> Any:
     return page
 
 
+@pytest.fixture(scope="module")
+def restarted(setup: Setup) -> Setup:
+    """The apps after a restart (their remote state and memory gone), once for all."""
+    setup.restart_all()
+    return setup
+
+
 @pytest.mark.parametrize("api", APIS)
 def test_the_model_sees_what_the_chat_shows(api: str, setup: Setup, browser: Any, captured: list[Any]) -> None:
     fake = setup.fake
-    page = open_chat(browser, setup.apps[api].url)
+    page = setup.pages[api] = open_chat(browser, setup.apps[api].url)
     chat = Chat(page, fake, captured)
+    chat.expect(lambda: chat.send("alpha"), ["alpha"], bubbles=1)
+    chat.expect(lambda: chat.send("bravo"), ["alpha", "bravo"], bubbles=2)
+
+    # Undo: bravo leaves the page, and the model's context.
+    chat.click_last("Undo")
+    page.wait_for_function("() => window.__state.users().length === 1")
+    chat.expect(lambda: chat.send("charlie"), ["alpha", "charlie"], bubbles=2)
+    assert fake.contexts[-1] == [("user", "alpha"), ("assistant", seen_text(["alpha"])), ("user", "charlie")]
+
+    # Retry: the same question once, not twice.
+    chat.expect(lambda: chat.click_last("Retry"), ["alpha", "charlie"], bubbles=2)
+    assert fake.contexts[-1] == [("user", "alpha"), ("assistant", seen_text(["alpha"])), ("user", "charlie")]
+    assert chat.users() == ["alpha", "charlie"]
+
+    # Edit the first message: the model sees the edited one alone.
+    def edit() -> None:
+        page.locator("[data-testid=user]").first.hover()
+        page.locator("button[aria-label=Edit]").first.click()
+        page.locator("textarea.edit-textarea").fill("delta")
+        page.locator("button[aria-label=Submit]").first.click()
+
+    chat.expect(edit, ["delta"], bubbles=1)
+    assert fake.contexts[-1] == [("user", "delta")]
+
+    # A tool turn: its bubble is on the page (and in the history), not the model's words.
+    chat.expect(lambda: chat.send(TOOL_PROMPT), ["delta", TOOL_PROMPT], bubbles=2, requests=2)
+    page.wait_for_selector(".thought-group")
+    setup.kept[api] = list(fake.contexts[-1])
+
+    # New chat: only the new message.
+    page.get_by_role("button", name="New chat").click()
+    page.wait_for_function("() => window.__state.users().length === 0")
+    chat.expect(lambda: chat.send("foxtrot"), ["foxtrot"], bubbles=1)
+    assert fake.contexts[-1] == [("user", "foxtrot")]
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_a_saved_chat_reopened_after_a_restart(api: str, restarted: Setup, captured: list[Any]) -> None:
+    """In the same browser as the flow above (saved chats live in its storage), after
+    the app restarted, the "delta" chat is reopened and continued."""
+    page, kept = restarted.pages[api], restarted.kept[api]
+    chat = Chat(page, restarted.fake, captured)
     try:
-        chat.expect(lambda: chat.send("alpha"), ["alpha"], bubbles=1)
-        chat.expect(lambda: chat.send("bravo"), ["alpha", "bravo"], bubbles=2)
-
-        # Undo: bravo leaves the page, and the model's context.
-        chat.click_last("Undo")
-        page.wait_for_function("() => window.__state.users().length === 1")
-        chat.expect(lambda: chat.send("charlie"), ["alpha", "charlie"], bubbles=2)
-        assert fake.contexts[-1] == [("user", "alpha"), ("assistant", seen_text(["alpha"])), ("user", "charlie")]
-
-        # Retry: the same question once, not twice.
-        chat.expect(lambda: chat.click_last("Retry"), ["alpha", "charlie"], bubbles=2)
-        assert fake.contexts[-1] == [("user", "alpha"), ("assistant", seen_text(["alpha"])), ("user", "charlie")]
-        assert chat.users() == ["alpha", "charlie"]
-
-        # Edit the first message: the model sees the edited one alone.
-        def edit() -> None:
-            page.locator("[data-testid=user]").first.hover()
-            page.locator("button[aria-label=Edit]").first.click()
-            page.locator("textarea.edit-textarea").fill("delta")
-            page.locator("button[aria-label=Submit]").first.click()
-
-        chat.expect(edit, ["delta"], bubbles=1)
-        assert fake.contexts[-1] == [("user", "delta")]
-
-        # A tool turn: its bubble is on the page (and in the history), not the model's words.
-        chat.expect(lambda: chat.send(TOOL_PROMPT), ["delta", TOOL_PROMPT], bubbles=2, requests=2)
-        page.wait_for_selector(".thought-group")
-        kept = list(fake.contexts[-1])
-
-        # New chat: only the new message.
-        page.get_by_role("button", name="New chat").click()
-        page.wait_for_function("() => window.__state.users().length === 0")
-        chat.expect(lambda: chat.send("foxtrot"), ["foxtrot"], bubbles=1)
-        assert fake.contexts[-1] == [("user", "foxtrot")]
-
-        # The app restarts (its remote state and memory gone); in the same browser
-        # (saved chats live in its storage) the saved chat is reopened.
-        app = setup.restart(api)
-        page.goto(app.url, wait_until="domcontentloaded")
+        page.goto(restarted.apps[api].url, wait_until="domcontentloaded")
         page.wait_for_selector("textarea")
         page.locator("table td", has_text="delta").first.click()
         page.wait_for_function("() => window.__state.users().length === 2")
         assert chat.users() == ["delta", TOOL_PROMPT]
         chat.expect(lambda: chat.send("golf"), ["delta", TOOL_PROMPT, "golf"], bubbles=3)
         # Exactly that chat: its messages and answers, then the new one.
-        users_and_answers = [(r, t) for r, t in fake.contexts[-1] if r in ("user", "assistant")]
+        users_and_answers = [(r, t) for r, t in restarted.fake.contexts[-1] if r in ("user", "assistant")]
         assert users_and_answers == [(r, t) for r, t in kept if r in ("user", "assistant")] + [
             ("assistant", seen_text(["delta", TOOL_PROMPT])),
             ("user", "golf"),
