@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BASE_CONFIG, Fake, make_settings, replay_settings, text_script
+from conftest import BASE_CONFIG, TEST_KEY, Fake, make_settings, replay_settings, text_script
 
 from streamchat.backends.history import content_text, history_key, visible
-from streamchat.replayapi import Script, TurnRequest
+from streamchat.replayapi import ReplayAPI, Reply, Script, TurnRequest
+from streamchat.replayapi.base import error
+from streamchat.serve import serve_in_thread
 from streamchat.session import ChatSession, Runtime
 from streamchat.testing import synth
 from streamchat.testing.faults import FaultScript
@@ -346,3 +348,42 @@ async def test_a_branched_live_chat_replays_the_way_it_went(api: str, answering:
     assert edited == typed == "Seen: alpha | charlie #3"  # never first: the first one after
     await replay.session.close()
     await replayer.shutdown()
+
+
+class NoConversations(ReplayAPI):
+    """A Responses server without the Conversations API: chains only."""
+
+    async def _route(self, method: str, parts: list[str], body: dict[str, Any], query: dict[str, str]) -> Reply:
+        if parts[0] == "conversations":
+            return error(404, "Unknown route.", "unknown_url")
+        return await super()._route(method, parts, body, query)
+
+
+async def test_responses_without_conversations_branches_its_response_chain() -> None:
+    """Chaining ``previous_response_id``: Undo and Retry continue from the response
+    that produced the kept answer; an unknown history is sent as input items."""
+    core = NoConversations(answer_what_was_seen, api_key=TEST_KEY)
+    server = serve_in_thread(core)
+    try:
+        runtime = Runtime(make_settings("responses", url=server.url))
+        page = Page(runtime.new_session())
+        for text, seen in (("alpha", ["alpha"]), ("bravo", ["alpha", "bravo"])):
+            assert await page.send(text) == seen_text(seen)
+        page.undo()
+        assert await page.send("charlie") == seen_text(["alpha", "charlie"])
+        assert await page.retry() == seen_text(["alpha", "charlie"])
+        assert core.contexts[-1] == [("user", "alpha"), ("assistant", seen_text(["alpha"])), ("user", "charlie")]
+        chained = [r.body.get("previous_response_id") for r in core.requests("POST", "/responses")]
+        assert chained[0] is None and chained[2] == chained[3] == chained[1]  # both branch from alpha's answer
+        assert await page.edit(0, "delta") == seen_text(["delta"])
+        saved = list(page.history)
+        await runtime.shutdown()
+
+        again = Runtime(make_settings("responses", url=server.url))
+        reopened = Page(again.new_session(), saved)
+        assert await reopened.send("echo") == seen_text(["delta", "echo"])
+        first = core.requests("POST", "/responses")[-1].body
+        assert "previous_response_id" not in first and len(first["input"]) == 3  # the chat, then the message
+        await again.shutdown()
+    finally:
+        server.stop()
