@@ -38,7 +38,7 @@ from .backends.chat import ChatAdapter
 from .backends.responses import ResponsesAdapter
 from .events import TurnStatus
 from .recording import RecordingWriter, header, new_recording_path
-from .replayapi import _text_of
+from .replayapi.base import text_of
 from .sse import Api, SSEDecoder
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -137,12 +137,12 @@ class Recorder:
             conversation = self._new("assistants")
             users = [m for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role", "user") == "user"]
             if users:
-                conversation.pending_user = _text_of(users[-1].get("content"))
+                conversation.pending_user = text_of(users[-1].get("content"))
             self._by_id[reply["id"]] = conversation
         elif len(parts) == 3 and parts[0] == "threads" and parts[2] == "messages" and body.get("role", "user") == "user":
             thread = self._by_id.get(parts[1])
             if thread is not None:
-                thread.pending_user = _text_of(body.get("content"))
+                thread.pending_user = text_of(body.get("content"))
 
     # -- streaming requests ------------------------------------------------------------
 
@@ -154,10 +154,10 @@ class Recorder:
             users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
             if not users:
                 return None
-            texts = tuple(_text_of(messages[i].get("content")) for i in users)
+            texts = tuple(text_of(messages[i].get("content")) for i in users)
             after = messages[users[-1] + 1 :]
             if any(m.get("role") == "assistant" and m.get("tool_calls") for m in after):
-                outputs = [(str(m.get("tool_call_id", "")), _text_of(m.get("content"))) for m in after if m.get("role") == "tool"]
+                outputs = [(str(m.get("tool_call_id", "")), text_of(m.get("content"))) for m in after if m.get("role") == "tool"]
                 conversation = self._by_history.get(texts)
                 if conversation is not None:
                     return StreamStart(conversation, None, outputs, model)
@@ -175,7 +175,7 @@ class Recorder:
             elif isinstance(items, list):
                 users_items = [i for i in items if isinstance(i, dict) and i.get("role") == "user"]
                 if users_items:
-                    user = _text_of(users_items[-1].get("content"))
+                    user = text_of(users_items[-1].get("content"))
                 outputs = [
                     (str(i.get("call_id", "")), str(i.get("output", "")))
                     for i in items

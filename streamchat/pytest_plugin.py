@@ -32,7 +32,8 @@ import pytest
 from .proxy import Proxy, Receive, Recorder, Send, ServedApp, serve_app, upstream_from_env
 from .recording import RecordedTurn, RecordingError, load_recording
 from .replay import Player, normalize
-from .replayapi import ReplayAPI, Script, TurnRequest, _text_of
+from .replayapi import ReplayAPI, Script, TurnRequest
+from .replayapi.base import text_of
 from .serve import asgi_app
 from .sse import Api
 
@@ -115,10 +116,10 @@ class RulePlayer(Player):
         later = [t for t in candidates if self.positions[t.index] > position]
         return later[0] if later else candidates[-1]
 
-    def match(self, message: str, position: int) -> RecordedTurn | None:
+    def match(self, message: str, position: int, parent: int | None = None) -> RecordedTurn | None:
         request = self._request
         if request is None:
-            return super().match(message, position)
+            return super().match(message, position, parent)
         return self.select(request.api, message, position, request.body.get("model"))
 
     def describe_miss(self, api: Api, user: str, position: int, model: Any, why: str = "") -> str:
@@ -231,7 +232,7 @@ class EpisodesRouter:
         self.replay = asgi_app(core)
 
     def _local(self, object_id: Any) -> bool:
-        return isinstance(object_id, str) and (object_id in self.core.objects or object_id in self.core._chains)
+        return isinstance(object_id, str) and (object_id in self.core.objects or object_id in self.core.responses.stored)
 
     def _replayed(self, method: str, parts: list[str], body: dict[str, Any]) -> bool:
         if method == "POST" and parts in (["conversations"], ["threads"]):
@@ -243,7 +244,7 @@ class EpisodesRouter:
             asked = [m for m in messages if m.get("role") == "user"]
             if not asked:
                 return False
-            text = _text_of(asked[-1].get("content"))
+            text = text_of(asked[-1].get("content"))
             return self.player.select("chat", text, len(asked) - 1, body.get("model")) is not None
         if method == "POST" and parts == ["responses"]:
             ref = body.get("conversation")
@@ -254,7 +255,7 @@ class EpisodesRouter:
             user: str | None = items if isinstance(items, str) else None
             if isinstance(items, list):
                 users = [i for i in items if isinstance(i, dict) and i.get("role") == "user"]
-                user = _text_of(users[-1].get("content")) if users else None
+                user = text_of(users[-1].get("content")) if users else None
             return user is not None and self.player.select("responses", user, 0, body.get("model")) is not None
         return False
 

@@ -60,6 +60,14 @@ class RecordedTurn:
     duration: float = 0.0
     feedback: str | None = None
     """The last vote on the answer (``like`` or ``dislike``), from ``feedback`` lines."""
+    position: int | None = None
+    """User messages before this one in the chat (absent in older files: its index)."""
+    parent: int | None = None
+    """The turn whose answer the chat ended with when this one was asked (None: the first)."""
+
+    @property
+    def place(self) -> int:
+        return self.index if self.position is None else self.position
 
 
 @dataclass
@@ -360,7 +368,9 @@ class RecordingWriter:
 
     # -- the tap ------------------------------------------------------------------------
 
-    def begin_turn(self, user: str) -> None:
+    def begin_turn(self, user: str, **place: Any) -> None:
+        """Start a turn; ``place`` (``position``, ``parent``) says where it stands in the
+        chat the user saw (see docs/recording-format.md)."""
         if self.stopped:
             return  # a stopped recording never touches the disk again
         try:
@@ -373,7 +383,12 @@ class RecordingWriter:
         self._stream = -1
         self._turn_bytes = 0
         self._start = self._clock()
-        self._write({"kind": "turn", "turn": self._turn, "user": user})
+        self._write({"kind": "turn", "turn": self._turn, "user": user, **{k: v for k, v in place.items() if v is not None}})
+
+    @property
+    def turn_number(self) -> int:
+        """The index of the turn being (or last) written; -1 before the first."""
+        return self._turn
 
     def _t(self) -> float:
         return round(self._clock() - self._start, 4)
@@ -495,6 +510,9 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
                 problems.append(f"line {number}: turn without a user message, skipped")
                 continue
             turns[turn_no] = RecordedTurn(index=turn_no, user=obj["user"])
+            for name in ("position", "parent"):  # newer files: where the turn stood
+                if isinstance(obj.get(name), int) and not isinstance(obj.get(name), bool) and obj[name] >= 0:
+                    setattr(turns[turn_no], name, obj[name])
             continue
         turn = turns.get(turn_no)
         if turn is None:

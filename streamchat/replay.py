@@ -45,18 +45,27 @@ class Player:
     recording: Recording
     max_gap: float = MAX_GAP
     _schedule: dict[int, list[list[tuple[float, RawEvent]]]] = field(default_factory=dict)
+    following: int | None = None
+    """The recorded turn whose answer the chat now ends with (set by the session before
+    a turn), so a branch recorded live (Retry, Edit) replays the way it went."""
 
-    def match(self, message: str, position: int) -> RecordedTurn | None:
-        """The recorded turn for ``message`` as the ``position``-th of its conversation:
-        the same text at that position, else the next one after it, else any."""
+    def match(self, message: str, position: int, parent: int | None = None) -> RecordedTurn | None:
+        """The recorded turn for ``message`` as the ``position``-th user message of its
+        chat, asked after the answer of recorded turn ``parent`` (None: unknown, or the
+        first): the same text at that position (following that parent, if one does; of
+        several, the last: the one whose answer stayed in the chat), else the first one
+        after that position, else any. Retry asks the same again and gets the same turn."""
+        if parent is None:
+            parent = self.following
         key = normalize(message)
         candidates = [t for t in self.recording.turns if normalize(t.user) == key]
         if not candidates:
             return None
-        for turn in candidates:
-            if turn.index == position:
-                return turn
-        later = [t for t in candidates if t.index > position]
+        here = [t for t in candidates if t.place == position]
+        if here:
+            followed = [t for t in here if t.parent is not None and t.parent == parent]
+            return followed[-1] if followed else here[-1]
+        later = [t for t in candidates if t.place > position]
         return later[0] if later else candidates[-1]
 
     def unmatched_text(self, message: str) -> str:

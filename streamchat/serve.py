@@ -69,7 +69,9 @@ class ReplayTransport(httpx2.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = _json_body(await request.aread())
         headers = {k.lower(): v for k, v in request.headers.items()}
-        reply = await self.core.handle(request.method, request.url.path, body, headers)
+        query = request.url.query.decode() if isinstance(request.url.query, bytes) else str(request.url.query)
+        path = f"{request.url.path}?{query}" if query else request.url.path  # list routes read the query
+        reply = await self.core.handle(request.method, path, body, headers)
         if reply.stream is not None:
             stream = _Body(_logged_stream(self.core, request.url.path, reply.stream))
             return httpx2.Response(reply.status, headers=reply.headers, stream=stream, request=request)
@@ -140,7 +142,9 @@ def asgi_app(
             reply = Reply(exc.status, exc.body())
         else:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-            reply = await core.handle(scope["method"], scope["path"], request_body, headers)
+            query = scope.get("query_string", b"").decode("latin-1")
+            path = f"{scope['path']}?{query}" if query else scope["path"]  # list routes read the query
+            reply = await core.handle(scope["method"], path, request_body, headers)
         out_headers = [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         if reply.stream is None:
             payload = json.dumps(redact.scrub(reply.body, None) if redact_output else reply.body).encode()

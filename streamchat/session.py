@@ -21,6 +21,7 @@ import openai
 from . import events as ev
 from .backends import BACKENDS, Backend, Conversation, TurnContext
 from .backends.base import WAIT_STATUS, NullTap, RetryingClient, ToolCall, describe_error, redact
+from .backends.history import answered_key, history_key, visible
 from .config import Config
 from .defaults import READ_TIMEOUT
 from .events import StreamEvent
@@ -355,6 +356,10 @@ class ChatSession:
             transcript.handle_event(ev.notice(REPLACED))
             self._said_replaced = True
         history = [clean_message(m) for m in history]  # earlier messages too: they are sent again
+        conv = self.conv  # a reset during the turn gives the session a new one
+        parent = conv.recorded.get(history_key(visible(history)))
+        if not self.runtime.live and self.recording_name is not None and self.runtime.library is not None:
+            self._loaded_player().following = parent  # replay follows the branch recorded
         answer = self._answer_locally(message, position)
         if answer is not None:  # nothing to ask the API: say so in the chat
             transcript.handle_event(answer)
@@ -365,7 +370,7 @@ class ChatSession:
         backend = self.backend
         recorder = self._recorder()
         if recorder is not None:
-            recorder.begin_turn(message)
+            recorder.begin_turn(message, position=position, parent=parent)
         queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
         ctx = TurnContext(tap=recorder or NullTap(), run_tool=self._tool_runner(message, position))
         ctx.max_output_tokens = self.runtime.settings.max_output_tokens
@@ -419,11 +424,26 @@ class ChatSession:
             if transcript.status is None:
                 transcript.handle_event(ev.turn_end("cancelled"))
             self.last_status = transcript.status
+            # Which visible history the remote state now holds (only a complete answer).
+            shown = answered_key(history, message, transcript.snapshot()) if transcript.status == "completed" else None
+            conv.settle(shown)
+            self._note_turn(conv, shown, recorder, message, position)
             if recorder is not None:
                 recorder.end_turn(transcript.status or "cancelled")
             if not ended or transcript.status == "interrupted":
                 # Stopped, or the stream broke: the remote run may still be going.
                 self.runtime.background(self._cancel_remote(backend))
+
+    def _note_turn(self, conv: Conversation, shown: str | None, recorder: Any, message: str, position: int) -> None:
+        """Remember which recorded turn answered the chat now shown (the next turn's parent)."""
+        if shown is None:
+            return
+        if recorder is not None and not recorder.stopped:
+            conv.recorded[shown] = recorder.turn_number
+        elif self.player is not None:
+            served = self.player.match(message, position)
+            if served is not None:
+                conv.recorded[shown] = served.index
 
     def _answer_locally(self, message: str, position: int) -> StreamEvent | None:
         """The reply for a message no API should see: an empty one, or (replay) one no

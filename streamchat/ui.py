@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
 import secrets
 import shutil
 import tempfile
@@ -147,6 +149,16 @@ def graceful_stop(demo: gr.Blocks, chat: gr.ChatInterface) -> None:
     for fn in demo.fns.values():
         if fn.fn is None and fn.cancels and (chat.textbox._id, "stop") in fn.targets:
             fn.cancels = []
+
+
+def history_secret(runtime: Runtime) -> str:
+    """The key saved chats are encrypted with in the browser: ``STREAMCHAT_HISTORY_SECRET``,
+    else one derived from the API key when there is one (a secret of the server's), else
+    from the configuration (a replay: nothing private to protect). Stable across
+    restarts of the same app, so a chat saved before one opens after it."""
+    given = os.environ.get("STREAMCHAT_HISTORY_SECRET")
+    seed = given or f"streamchat-saved-chats:{runtime.settings.api_key or ''}:{runtime.config.sha256}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
 def after_each_turn(demo: gr.Blocks, chat: gr.ChatInterface, fn: Any, inputs: list[Any], outputs: list[Any]) -> None:
@@ -397,7 +409,16 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             concurrency_limit=CONCURRENCY_LIMIT,
             fill_height=True,
             flagging_mode="never",  # votes go through on_like, into the recording
+            # Retry, Undo and Edit change the history the next turn arrives with, and a
+            # saved chat comes back from the browser's storage: the backends bring the
+            # remote state in line with it (docs/architecture.md, "Conversation state").
+            chatbot=gr.Chatbot(label="Chat", scale=1, editable="user"),
+            editable=True,
+            save_history=True,
         )
+        # Saved chats are encrypted in the browser with a key Gradio draws anew at each
+        # launch; a stable one lets a chat saved before a restart open after it.
+        chat.saved_conversations.secret = history_secret(runtime)
         demo.load(on_load, [slot], None, api_visibility="private")
         demo.unload(on_unload)
         chat.chatbot.clear(on_clear, [slot], None, api_visibility="private")

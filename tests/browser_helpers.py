@@ -67,8 +67,8 @@ def app_env(extra: Mapping[str, str]) -> dict[str, str]:
 class AppProcess:
     """``python app.py`` serving on 127.0.0.1; its output is kept for failure messages."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.port = free_port()
+    def __init__(self, env: Mapping[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()  # a restart keeps its port (the browser's storage is per origin)
         self.url = f"http://127.0.0.1:{self.port}"
         full = app_env({**env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port)})
         self.proc = subprocess.Popen(

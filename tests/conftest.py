@@ -92,6 +92,7 @@ def fake(_server_pair: tuple[Fake, RunningServer]) -> Fake:
     fake.requests_seen.clear()
     fake.core.log.clear()
     fake.core.objects.clear()
+    fake.core.contexts.clear()
     fake.core.speed = 0.0
     fake.core.api_key = TEST_KEY
     return fake

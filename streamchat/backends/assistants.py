@@ -1,7 +1,9 @@
 """The Assistants API, the seed's system (shut down by OpenAI on 2026-08-26, still
 spoken by compatible servers and needed to replay old recordings).
 
-One thread per browser session; each turn adds the user's message and streams a run.
+One thread per browser session, kept in line with the chat the page shows (Undo, Retry,
+Edit, a reopened saved chat: see ``_sync``); each turn adds the user's message and
+streams a run.
 Tool loop: ``thread.run.requires_action`` → ``submit_tool_outputs(stream=True)``,
 which continues the same run in a new stream.
 """
@@ -9,10 +11,12 @@ which continues the same run in a new stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import openai
 from openai.types.beta import AssistantStreamEvent
 
 from .. import events as ev
@@ -22,6 +26,7 @@ from .base import (
     Adapter,
     Backend,
     Conversation,
+    Mark,
     ToolCall,
     TurnContext,
     error_message,
@@ -30,6 +35,7 @@ from .base import (
     run_calls,
     sdk_names,
 )
+from .history import history_key, visible
 
 _RUN_END: dict[str, TurnStatus] = {
     "thread.run.completed": "completed",
@@ -43,6 +49,8 @@ KNOWN_EVENTS = sdk_names(AssistantStreamEvent, "event")
 _MARKER = re.compile(r"【[^【】]{0,40}†[^【】]{0,40}】")
 """A file-search source marker such as ``【4:0†source】`` (the dagger sets it apart
 from the 【brackets】 Japanese text uses)."""
+SEED_BATCH = 32
+"""Messages one ``threads.create`` call may carry; the rest are added one by one."""
 _OPEN_MARKER = re.compile(r"【[^【】]{0,80}$")
 
 
@@ -329,6 +337,43 @@ class AssistantsBackend(Backend):
             run_id, conv.run_id = conv.run_id, None
             await self.client.beta.threads.runs.cancel(run_id, thread_id=conv.thread_id)
 
+    async def _sync(self, conv: Conversation, seen: list[dict[str, str]], key: str) -> None:
+        """Bring the thread in line with the history the page shows, before the run.
+
+        Known history (one this session answered, or the empty chat): the messages
+        after it are deleted (a run's tool steps are not messages; deleting its answer
+        removes what the model sees of it). Unknown history (a saved chat reopened, an
+        app restart, an edited answer): a new thread seeded with it; the old one is
+        deleted.
+        """
+        if key == conv.head and conv.thread_id:
+            return
+        threads = self.client.beta.threads
+        mark = conv.marks.get(key)
+        if mark is not None and conv.thread_id and mark.thread_id == conv.thread_id:
+            thread_id = conv.thread_id
+            with contextlib.suppress(openai.NotFoundError):  # gone: seeded anew below
+                ids = [m.id async for m in threads.messages.list(thread_id, order="asc")]
+                for message_id in ids[mark.messages :]:
+                    await threads.messages.delete(message_id, thread_id=thread_id)
+                conv.items = min(mark.messages, len(ids))
+                conv.marks = {k: m for k, m in conv.marks.items() if m.thread_id != thread_id or m.messages <= conv.items}
+                return
+        old = conv.thread_id
+        messages: Any = [{"role": m["role"], "content": m["content"]} for m in seen]
+        first, rest = messages[:SEED_BATCH], messages[SEED_BATCH:]
+        conv.thread_id = (await threads.create(messages=first) if first else await threads.create()).id
+        for message in rest:  # past the per-create limit: one by one, in order
+            await threads.messages.create(conv.thread_id, role=message["role"], content=message["content"])
+        conv.items = len(seen)
+        conv.marks = {k: m for k, m in conv.marks.items() if m.thread_id not in (old, None)}
+        if old:
+            with contextlib.suppress(openai.APIError):
+                await threads.delete(old)
+
+    def _here(self, conv: Conversation) -> Mark:
+        return Mark(thread_id=conv.thread_id, messages=conv.items)
+
     async def turn(
         self, conv: Conversation, message: str, history: list[dict[str, Any]], ctx: TurnContext
     ) -> AsyncIterator[StreamEvent]:
@@ -338,23 +383,33 @@ class AssistantsBackend(Backend):
                     await self.start()
         assert self.assistant_id is not None
         threads = self.client.beta.threads
-        if conv.thread_id is None:
-            conv.thread_id = (await threads.create()).id
+        seen = visible(history)
+        key = history_key(seen)
+        await self._sync(conv, seen, key)
+        conv.marks.setdefault(key, self._here(conv))
+        conv.head = None  # until this turn's answer is settled
+        assert conv.thread_id is not None
         thread_id = conv.thread_id
         await threads.messages.create(thread_id, role="user", content=message)
+        conv.items += 1
         cap: Any = self.token_cap(ctx)  # the run's cap covers its tool rounds too
         request: Any = threads.runs.with_streaming_response.create(thread_id, assistant_id=self.assistant_id, stream=True, **cap)
         file_names: dict[str, str] = {}  # found by a search in one stream, cited in a later one
         for round_ in range(ctx.max_rounds + 1):
             adapter = AssistantsAdapter(file_names)
+            added: set[Any] = set()
             async for raw in raw_events(request, ctx.tap):
+                if isinstance(raw.data, dict) and raw.data.get("object") == "thread.message":
+                    added.add(raw.data.get("id"))  # the run adds this message to the thread
                 for event in adapter.handle(raw):
                     yield event
                 if adapter.run_id and conv.run_id != adapter.run_id:
                     conv.run_id = adapter.run_id
+            conv.items += len(added)
             if adapter.status != "completed" or not adapter.calls:
                 if adapter.status is not None:  # the run ended; else it may still be active: Stop/cleanup cancels it
                     conv.run_id = None
+                conv.pending = self._here(conv)
                 yield ev.turn_end(adapter.status or "interrupted", adapter.message)
                 return
             if round_ == ctx.max_rounds:
@@ -368,5 +423,6 @@ class AssistantsBackend(Backend):
                 run_id, thread_id=thread_id, tool_outputs=outputs, stream=True
             )
         await self.cancel(conv)  # the run waits for outputs that will not come
+        conv.pending = self._here(conv)
         for event in round_limit(ctx):
             yield event

@@ -100,14 +100,57 @@ class TurnContext:
 
 
 @dataclass
+class Mark:
+    """Where the remote state stood when the page showed a given history: enough to
+    bring it back there (see docs/architecture.md, "Conversation state")."""
+
+    conversation_id: str | None = None
+    items: int = 0
+    """Responses: items in the conversation up to here."""
+    response_id: str | None = None
+    """Responses without the Conversations API: the response to continue from."""
+    thread_id: str | None = None
+    messages: int = 0
+    """Assistants: messages in the thread up to here."""
+    exchange: list[dict[str, Any]] = field(default_factory=list)
+    """Chat: the turn's tool-call messages (assistant ``tool_calls`` and ``tool``), re-sent
+    while the turn stays in the chat."""
+
+
+@dataclass
 class Conversation:
-    """Per-browser-session remote state: thread, conversation or response chain."""
+    """Per-browser-session remote state: thread, conversation or response chain, and
+    which visible history each state answers."""
 
     thread_id: str | None = None
     conversation_id: str | None = None
     previous_response_id: str | None = None
     run_id: str | None = None
     """The run in flight (Assistants), so Stop can cancel it remotely."""
+    items: int = 0
+    """Responses: items in ``conversation_id`` now. Assistants: messages in the thread now."""
+    head: str | None = None
+    """Key (``history.history_key``) of the visible history the remote state holds now;
+    None when unknown (a turn that did not complete)."""
+    marks: dict[str, Mark] = field(default_factory=dict)
+    """By key of a visible history: the remote state that matched it."""
+    pending: Mark | None = None
+    """The state after the turn in flight; ``settle`` files it under the answer's key."""
+    recorded: dict[str, int] = field(default_factory=dict)
+    """By key of a visible history: the recorded turn (recording or replay) whose answer
+    it ends with, so each turn's ``parent`` is known."""
+    chain_only: bool = False
+    """Responses: the server has no Conversations API; chain ``previous_response_id``."""
+
+    def settle(self, key: str | None) -> None:
+        """The turn ended: ``key`` names the visible history with its answer (None when
+        the turn did not complete: the remote state is then not trusted to match)."""
+        if key is not None and self.pending is not None:
+            self.marks[key] = self.pending
+            self.head = key
+        else:
+            self.head = None
+        self.pending = None
 
 
 class Adapter:

@@ -1,7 +1,8 @@
 """Chat Completions (`chat.completions.create(stream=True)`), for any OpenAI-compatible
 server: vLLM, Ollama, llama.cpp, LM Studio.
 
-Stateless: the history comes from the ChatInterface. Tool loop: ``tool_calls`` deltas
+Stateless: the history comes from the ChatInterface, as the page shows it; the tool
+calls of kept turns are re-sent from the session's memory of them. Tool loop: ``tool_calls`` deltas
 assembled by ``index`` (parallel calls included) → ``tool`` messages → the next request.
 A stream is complete only with a ``finish_reason`` *and* ``[DONE]``.
 """
@@ -14,7 +15,8 @@ from typing import Any
 from .. import events as ev
 from ..events import StreamEvent, TurnStatus
 from ..sse import RawEvent
-from .base import Adapter, Backend, Conversation, ToolCall, TurnContext, error_message, raw_events, round_limit, run_calls
+from .base import Adapter, Backend, Conversation, Mark, ToolCall, TurnContext, error_message, raw_events, round_limit, run_calls
+from .history import history_key, visible
 
 _FINISH: dict[str, TurnStatus] = {
     "stop": "completed",
@@ -115,16 +117,22 @@ def tool_specs(config: Any) -> list[dict[str, Any]]:
     ]
 
 
-def history_messages(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ChatInterface history as chat messages: plain text turns only (tool and
-    status bubbles carry ``metadata`` and are the app's, not the model's)."""
-    out = []
-    for message in history:
-        content = message.get("content")
-        if message.get("metadata") or not isinstance(content, str):
-            continue
-        if message.get("role") in ("user", "assistant"):
-            out.append({"role": message["role"], "content": content})
+def history_messages(history: list[dict[str, Any]], marks: dict[str, Mark] | None = None) -> list[dict[str, Any]]:
+    """The ChatInterface history as chat messages, in every shape Gradio sends it
+    (``history.visible``: the app's tool and status bubbles are not the model's words).
+
+    A kept turn whose tool calls this session made gets them back, as the assistant
+    ``tool_calls`` message and ``tool`` messages before its answer, so the model sees
+    what it saw then; a turn from elsewhere (a saved chat after a restart) is its text.
+    """
+    seen = visible(history)
+    out: list[dict[str, Any]] = []
+    for i, message in enumerate(seen):
+        if message["role"] == "assistant" and marks:
+            mark = marks.get(history_key(seen[: i + 1]))
+            if mark is not None:
+                out += mark.exchange
+        out.append({"role": message["role"], "content": message["content"]})
     return out
 
 
@@ -135,8 +143,9 @@ class ChatBackend(Backend):
         self, conv: Conversation, message: str, history: list[dict[str, Any]], ctx: TurnContext
     ) -> AsyncIterator[StreamEvent]:
         messages: list[dict[str, Any]] = [{"role": "system", "content": self.config.instructions}]
-        messages += history_messages(history)
+        messages += history_messages(history, conv.marks)
         messages.append({"role": "user", "content": message})
+        exchange: list[dict[str, Any]] = []  # this turn's tool calls, kept with its answer
         tools = tool_specs(self.config)
         for round_ in range(ctx.max_rounds + 1):
             params: dict[str, Any] = {
@@ -158,23 +167,21 @@ class ChatBackend(Backend):
             for event in adapter.done_events():
                 yield event
             if adapter.status != "completed" or not adapter.calls:
+                conv.pending = Mark(exchange=exchange)
                 yield ev.turn_end(adapter.status or "interrupted", adapter.message)
                 return
             if round_ == ctx.max_rounds:
                 break
-            messages.append(
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                        for c in adapter.calls
-                    ],
-                }
-            )
+            calls = [
+                {"id": c.call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in adapter.calls
+            ]
+            exchange.append({"role": "assistant", "content": None, "tool_calls": calls})
             results: list[tuple[ToolCall, str]] = []
             async for event in run_calls(adapter.calls, ctx, results):
                 yield event
-            messages += [{"role": "tool", "tool_call_id": c.call_id, "content": out} for c, out in results]
+            exchange += [{"role": "tool", "tool_call_id": c.call_id, "content": out} for c, out in results]
+            messages += exchange[-1 - len(results) :]
+        conv.pending = Mark(exchange=exchange)
         for event in round_limit(ctx):
             yield event

@@ -1,7 +1,8 @@
 """The Responses API (`responses.create(stream=True)`), the live default.
 
-Multi-turn state lives in a Conversation (Conversations API); a server without that
-API falls back to chaining ``previous_response_id``. Tool loop: ``function_call``
+Multi-turn state lives in a Conversation (Conversations API), kept in line with the
+chat the page shows (Undo, Retry, Edit, a reopened saved chat: see ``_sync``); a server
+without that API falls back to chaining ``previous_response_id``. Tool loop: ``function_call``
 output items → ``function_call_output`` input items → the next response.
 """
 
@@ -22,6 +23,7 @@ from .base import (
     Adapter,
     Backend,
     Conversation,
+    Mark,
     ToolCall,
     TurnContext,
     error_message,
@@ -30,6 +32,7 @@ from .base import (
     run_calls,
     sdk_names,
 )
+from .history import history_key, visible
 
 KNOWN_TYPES = sdk_names(ResponseStreamEvent, "type")
 """Every event type the installed SDK knows; any other is recorded and skipped."""
@@ -238,6 +241,15 @@ def tool_specs(config: Config) -> list[dict[str, Any]]:
     return specs
 
 
+SEED_BATCH = 20
+"""Items one ``conversations.create`` or ``conversations.items.create`` call may carry."""
+
+
+def input_items(seen: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """A visible history as input items (``history.visible`` messages)."""
+    return [{"type": "message", "role": m["role"], "content": m["content"]} for m in seen]
+
+
 class ResponsesBackend(Backend):
     api = "responses"
 
@@ -247,19 +259,76 @@ class ResponsesBackend(Backend):
             await self.client.conversations.delete(conversation_id)
         conv.previous_response_id = None
 
-    async def _ensure_conversation(self, conv: Conversation) -> None:
-        if conv.conversation_id or conv.previous_response_id:
-            return
-        # A server without the Conversations API (404): chain previous_response_id instead.
-        with contextlib.suppress(openai.NotFoundError):
-            conv.conversation_id = (await self.client.conversations.create()).id
+    async def _sync(self, conv: Conversation, seen: list[dict[str, str]], key: str) -> list[dict[str, Any]]:
+        """Bring the remote state in line with the history the page shows, before the
+        model is asked. Returns input items the first request must carry before the
+        user's message (chaining without the Conversations API, from an unknown history).
+
+        Known history (one this session answered, or the empty chat): back to the
+        state that answered it — the items after it are deleted from the conversation,
+        or the chain continues from the response that produced it. Unknown history (a
+        saved chat reopened, an app restart, an edit of an answer): a new conversation
+        seeded with the visible history; the old one is deleted.
+        """
+        if key == conv.head and (conv.conversation_id or conv.chain_only):
+            return []
+        mark = conv.marks.get(key)
+        if conv.chain_only:
+            conv.previous_response_id = mark.response_id if mark else None
+            return [] if mark or not seen else input_items(seen)
+        if mark is not None and conv.conversation_id and mark.conversation_id == conv.conversation_id:
+            with contextlib.suppress(openai.NotFoundError):  # gone (expired): seeded anew below
+                await self._truncate(conv, mark.items)
+                return []
+        old = conv.conversation_id
+        try:
+            conv.conversation_id = await self._seeded(seen)
+        except openai.NotFoundError:  # a server without the Conversations API: chain responses
+            conv.conversation_id, conv.chain_only, conv.previous_response_id = None, True, None
+            conv.marks.clear()
+            return input_items(seen)
+        conv.items = len(seen)
+        conv.marks = {k: m for k, m in conv.marks.items() if m.conversation_id not in (old, None)}
+        if old:
+            with contextlib.suppress(openai.APIError):
+                await self.client.conversations.delete(old)
+        return []
+
+    async def _seeded(self, seen: list[dict[str, str]]) -> str:
+        """A new conversation holding ``seen`` (in batches: the API takes 20 items a call)."""
+        items: Any = input_items(seen)
+        first, rest = items[:SEED_BATCH], items[SEED_BATCH:]
+        conversation_id = (
+            await self.client.conversations.create(items=first) if first else await self.client.conversations.create()
+        ).id
+        for start in range(0, len(rest), SEED_BATCH):
+            await self.client.conversations.items.create(conversation_id, items=rest[start : start + SEED_BATCH])
+        return conversation_id
+
+    async def _truncate(self, conv: Conversation, keep: int) -> None:
+        """Delete the conversation's items after the first ``keep`` (undone turns, their
+        tool calls and outputs included)."""
+        assert conv.conversation_id is not None
+        conversation_id = conv.conversation_id
+        ids = [str(item.id) async for item in self.client.conversations.items.list(conversation_id, order="asc")]
+        for item_id in ids[keep:]:
+            await self.client.conversations.items.delete(item_id, conversation_id=conversation_id)
+        conv.items = min(keep, len(ids))
+        conv.marks = {k: m for k, m in conv.marks.items() if m.conversation_id != conversation_id or m.items <= conv.items}
+
+    def _here(self, conv: Conversation) -> Mark:
+        return Mark(conversation_id=conv.conversation_id, items=conv.items, response_id=conv.previous_response_id)
 
     async def turn(
         self, conv: Conversation, message: str, history: list[dict[str, Any]], ctx: TurnContext
     ) -> AsyncIterator[StreamEvent]:
-        await self._ensure_conversation(conv)
+        seen = visible(history)
+        key = history_key(seen)
+        earlier = await self._sync(conv, seen, key)
+        conv.marks.setdefault(key, self._here(conv))
+        conv.head = None  # until this turn's answer is settled
         tools = tool_specs(self.config)
-        request_input: Any = [{"role": "user", "content": message}]
+        request_input: Any = [*earlier, {"role": "user", "content": message}]
         for round_ in range(ctx.max_rounds + 1):
             params: dict[str, Any] = {
                 "model": self.config.model,
@@ -279,12 +348,17 @@ class ResponsesBackend(Backend):
             elif conv.previous_response_id:
                 params["previous_response_id"] = conv.previous_response_id
             adapter = ResponsesAdapter()
+            added = len(request_input)
             async for raw in raw_events(self.client.responses.with_streaming_response.create(**params), ctx.tap):
+                if isinstance(raw.data, dict) and raw.data.get("type") == "response.output_item.done":
+                    added += 1
                 for event in adapter.handle(raw):
                     yield event
+            conv.items += added
             if adapter.response_id and not conv.conversation_id:
                 conv.previous_response_id = adapter.response_id
             if adapter.status != "completed" or not adapter.calls:
+                conv.pending = self._here(conv)
                 yield ev.turn_end(adapter.status or "interrupted", adapter.message)
                 return
             if round_ == ctx.max_rounds:
@@ -293,5 +367,6 @@ class ResponsesBackend(Backend):
             async for event in run_calls(adapter.calls, ctx, results):
                 yield event
             request_input = [{"type": "function_call_output", "call_id": c.call_id, "output": out} for c, out in results]
+        conv.pending = self._here(conv)
         for event in round_limit(ctx):
             yield event

@@ -1,0 +1,99 @@
+"""The chat as the page shows it → what the model is told. Pure: no I/O, no Gradio.
+
+Gradio's ChatInterface hands the chat function its history in several shapes: content as
+a string (gradio_client, our own yields), as a list of parts (the browser:
+``[{"type": "text", "text": …}]``, files, components), or as a file value (a tuple of
+paths, a ``{"path": …}`` dict). Messages with ``metadata`` are the app's own bubbles
+(tool calls, status lines) and are not something the model said.
+
+``visible`` turns any of these into plain ``{"role", "content": str}`` messages, one per
+speaker change, and ``history_key`` names such a history independently of how it was
+rendered (Gradio's ``inspect.cleandoc`` re-indents text on its way to the page), so the
+backends can tell whether the history a turn arrives with is the one their remote state
+was built from (see docs/architecture.md, "Conversation state").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+
+def _file_name(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("orig_name") or value.get("path") or value.get("url") or ""
+    return os.path.basename(str(value)) if value else "file"
+
+
+def part_text(part: Any) -> str:
+    """The text of one content part: text as is, a file or component as a short label."""
+    if isinstance(part, str):
+        return part
+    if isinstance(part, (tuple, list)):  # a file given as (path, alt text)
+        return f"[file: {_file_name(part[0])}]" if part else ""
+    if not isinstance(part, dict):
+        return ""
+    kind = part.get("type")
+    if kind == "text" or (kind is None and isinstance(part.get("text"), str)):
+        text = part.get("text")
+        if isinstance(text, dict):  # Assistants' {"value": …}
+            text = text.get("value")
+        return text if isinstance(text, str) else ""
+    if kind == "file" or "file" in part:
+        return f"[file: {_file_name(part.get('file') or part)}]"
+    if kind == "component" or "component" in part:
+        return f"[{part.get('component') or 'component'}]"
+    if "path" in part:
+        return f"[file: {_file_name(part)}]"
+    return ""
+
+
+def content_text(content: Any) -> str:
+    """A message's content as one string, whatever shape it came in."""
+    if isinstance(content, list):
+        return "\n\n".join(t for t in (part_text(p) for p in content) if t)
+    return part_text(content)
+
+
+def visible(history: list[dict[str, Any]] | None) -> list[dict[str, str]]:
+    """The conversation as the model should see it: user and assistant text, the app's
+    bubbles (messages with ``metadata``) left out, consecutive assistant messages joined
+    (a turn's text around its tool bubbles is one answer). User messages stay apart: a
+    message whose turn failed is still a message of its own."""
+    out: list[dict[str, str]] = []
+    for message in history or []:
+        if not isinstance(message, dict) or message.get("metadata"):
+            continue
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            continue
+        text = content_text(message.get("content"))
+        if not text.strip():
+            continue
+        if out and out[-1]["role"] == role == "assistant":
+            out[-1]["content"] += "\n\n" + text
+        else:
+            out.append({"role": str(role), "content": text})
+    return out
+
+
+def history_key(messages: list[dict[str, str]]) -> str:
+    """A name for a visible history (from ``visible``): the same conversation gets the
+    same key however its whitespace was rendered."""
+    pairs = [(m["role"], " ".join(m["content"].split())) for m in messages]
+    return hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode()).hexdigest()[:32]
+
+
+EMPTY_KEY = history_key([])
+
+
+def user_count(messages: list[dict[str, str]]) -> int:
+    return sum(1 for m in messages if m["role"] == "user")
+
+
+def answered_key(history: list[dict[str, Any]], message: str, answer: list[dict[str, Any]]) -> str:
+    """The key of the history the page shows once ``message`` got ``answer`` (the
+    turn's messages, as the chat function yielded them)."""
+    return history_key(visible([*history, {"role": "user", "content": message}, *answer]))
