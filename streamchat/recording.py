@@ -510,9 +510,10 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
                 problems.append(f"line {number}: turn without a user message, skipped")
                 continue
             turns[turn_no] = RecordedTurn(index=turn_no, user=obj["user"])
-            for name in ("position", "parent"):  # newer files: where the turn stood
-                if isinstance(obj.get(name), int) and not isinstance(obj.get(name), bool) and obj[name] >= 0:
-                    setattr(turns[turn_no], name, obj[name])
+            for field_name in ("position", "parent"):  # newer files: where the turn stood
+                value = obj.get(field_name)
+                if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                    setattr(turns[turn_no], field_name, value)
             continue
         turn = turns.get(turn_no)
         if turn is None:

@@ -9,6 +9,7 @@ the same answer, and the next message in the same session works.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import time
@@ -408,28 +409,18 @@ def request_times(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return seen
 
 
-def retry_waits(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The waits the SDK chose before each retry (a list that fills up)."""
-    waits: list[float] = []
-    client = runtime.client
-    assert client is not None
-    calculate = client._calculate_retry_timeout
-
-    def recorded(*args: Any, **kwargs: Any) -> float:
-        waits.append(calculate(*args, **kwargs))
-        return waits[-1]
-
-    monkeypatch.setattr(client, "_calculate_retry_timeout", recorded)
-    return waits
-
-
 async def test_backoff_grows_between_retries(fake: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two 500s without Retry-After: the SDK waits ~0.5 s, then ~1 s (exponential, less
-    up to 25 % jitter), and really waits that long between the requests."""
+    """Two 500s without Retry-After: the client waits ~0.5 s, then ~1 s (exponential,
+    less up to 25 % jitter), and really waits that long between the requests."""
     seen = request_times(fake, monkeypatch)
     fake.push(http_error(500), http_error(500), Script(events=full("chat")))
-    runtime = Runtime(make_settings("chat", url=fake.url, max_retries=2))
-    waits = retry_waits(runtime, monkeypatch)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(seconds)
+
+    runtime = Runtime(make_settings("chat", url=fake.url, max_retries=2, sleep=sleep))
     session = runtime.new_session()
     values = await run_turn(session, "hi")
     assert values[-1] == TEXT and len(seen) == 3 and len(waits) == 2

@@ -119,13 +119,16 @@ async def test_a_lone_surrogate_from_the_user_is_replaced_and_said_once(api: str
 async def test_a_lone_surrogate_from_the_server_is_replaced_and_replays(api: str, fake: Fake, tmp_path: Path) -> None:
     """The server's JSON holds ``\\ud800`` (valid JSON, not valid text): the answer shows
     U+FFFD with one notice, the turn completes, and the recording replays it."""
-    base = text_script(api, "Good text.", size=4)
-    first_delta = next(i for i, (_, raw) in enumerate(base.events) if "Good" in json.dumps(raw.data))
-    raw = base.events[first_delta][1]
-    bad = json.dumps(raw.data).replace("Good", "B\\ud800d \\udc00 ")  # ASCII JSON, lone surrogate escapes
-    assert "\\ud800" in bad
-    head = f"event: {raw.event}\n" if raw.event else ""
-    script = FaultScript(events=base.events, inject={first_delta: f"{head}data: {bad}\n\n".encode()})
+    # The whole stream as ASCII JSON, so the surrogates travel as escapes in every event
+    # that carries the text (deltas and the provider's final text alike).
+    base = text_script(api, "B\ud800d \udc00 Good text.", size=4)
+    frames = []
+    for _, raw in base.events:
+        data = raw.data if isinstance(raw.data, str) else json.dumps(raw.data)
+        frames.append((f"event: {raw.event}\n" if raw.event else "") + f"data: {data}\n\n")
+    body = "".join(frames)
+    assert "\\ud800" in body
+    script = FaultScript(events=[], raw_tail=body.encode("ascii"))
     fake.push(script)
     runtime = Runtime(make_settings(api, url=fake.url, record_dir=tmp_path))
     chat = runtime.new_session()
