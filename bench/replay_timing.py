@@ -25,10 +25,10 @@ from typing import Any
 from streamchat.backends import BACKENDS
 from streamchat.backends.base import Conversation, ToolCall, TurnContext
 from streamchat.config import load_config
+from streamchat.playback import replay_client
 from streamchat.recording import load_recording
 from streamchat.replay import Player
 from streamchat.replayapi import ReplayAPI, Script, TurnRequest
-from streamchat.session import replay_client
 from streamchat.sse import RawEvent
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,17 +20,16 @@ import openai
 
 from . import events as ev
 from .backends import BACKENDS, Backend, Conversation, TurnContext
-from .backends.base import WAIT_STATUS, NullTap, RetryingClient, ToolCall, describe_error, redact
+from .backends.base import WAIT_STATUS, NullTap, RetryingClient, ToolRunner, describe_error, redact
 from .backends.history import answered_key, history_key, visible
 from .config import Config
 from .defaults import READ_TIMEOUT
 from .events import StreamEvent
 from .guard import Limit
+from .playback import Playback
 from .recording import MAX_FOLDER_BYTES, FolderQuota, RecordingWriter, header, new_recording_path
 from .redact import REPLACED, EventRedactor, clean_message, clean_text, protect_logs
 from .replay import MAX_GAP, Library, Player
-from .replayapi import ReplayAPI
-from .serve import ReplayTransport
 from .tools import LocalTools
 from .transcript import Transcript
 
@@ -81,19 +80,6 @@ def make_client(settings: Settings) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(**kwargs)
 
 
-def replay_client(core: ReplayAPI) -> openai.AsyncOpenAI:
-    """A real `openai` client whose requests the fake API answers in-process."""
-    http = httpx2.AsyncClient(transport=ReplayTransport(core))
-    return openai.AsyncOpenAI(api_key="replay", base_url="http://replay.invalid/v1", http_client=http, max_retries=0)
-
-
-def _folder_bytes(folder: Path) -> int:
-    try:
-        return sum(p.stat().st_size for p in folder.glob("*.jsonl") if p.is_file())
-    except OSError:
-        return 0
-
-
 class Runtime:
     """What the whole app shares: settings, the live client and backend, the library."""
 
@@ -126,6 +112,26 @@ class Runtime:
         else:
             self.client = make_client(settings)
             self.backend = BACKENDS[self.config.backend](self.client, self.config)
+
+    def open_recorder(self) -> RecordingWriter:
+        """A new recording file for a session, in the record folder (its writes count
+        toward the folder's cap; over it, the file is never created, and the chat says so)."""
+        folder = self.settings.record_dir
+        assert folder is not None
+        config = self.config
+        quota = self.folder_quota
+        quota.limit = MAX_FOLDER_BYTES
+        recorder = RecordingWriter(
+            new_recording_path(folder, config.backend),
+            header(config.backend, config.model, config.sha256),
+            secret=self.settings.api_key,
+            lock=self.record_lock,
+            quota=quota,
+        )
+        if quota.measure(folder) > MAX_FOLDER_BYTES:
+            limit = f"{MAX_FOLDER_BYTES / (1024 * 1024):g} MiB"
+            recorder.stopped = f"The recordings folder is over its limit of {limit}; this chat is not recorded."
+        return recorder
 
     def check(self) -> None:
         """Fail at start-up, not mid-chat: tool handlers import, schemas are valid."""
@@ -208,11 +214,12 @@ class ChatSession:
         self.runtime = runtime
         self.conv = Conversation()
         self.recorder: RecordingWriter | None = None
-        self.recording_name = recording
-        self.speed = runtime.settings.speed
-        self.player: Player | None = None
-        self._replay_backend: Backend | None = None
-        self._core: ReplayAPI | None = None
+        self.playback: Playback | None = None
+        """Replay mode: the recording this session plays and its wiring (None live)."""
+        if not runtime.live:
+            assert runtime.library is not None
+            settings = runtime.settings
+            self.playback = Playback(runtime.library, recording, runtime.config, speed=settings.speed, max_gap=settings.max_gap)
         self.tools = LocalTools(runtime.config.tools)
         self.record = True
         """This session's record toggle (UI): off pauses its recording; needs ``record_dir``."""
@@ -224,42 +231,28 @@ class ChatSession:
 
     @property
     def backend(self) -> Backend:
-        if self.runtime.live:
-            assert self.runtime.backend is not None
-            return self.runtime.backend
-        if self._replay_backend is None:
-            self._replay_backend = self._make_replay_backend()
-        return self._replay_backend
+        if self.playback is not None:
+            return self.playback.backend()
+        assert self.runtime.backend is not None
+        return self.runtime.backend
 
-    def _make_replay_backend(self) -> Backend:
-        library = self.runtime.library
-        if library is None or self.recording_name is None:
-            raise RuntimeError("no recording to replay")
-        recording = library.load(self.recording_name)
-        self.player = Player(recording, max_gap=self.runtime.settings.max_gap)
-        core = self._core = ReplayAPI(self.player, speed=self.speed)
-        config = replace(self.runtime.config, model=recording.header.get("model") or self.runtime.config.model)
-        return BACKENDS[recording.api](replay_client(core), config)
+    @property
+    def recording_name(self) -> str | None:
+        return self.playback.name if self.playback is not None else None
+
+    @property
+    def speed(self) -> float:
+        return self.playback.speed if self.playback is not None else self.runtime.settings.speed
+
+    @property
+    def player(self) -> Player | None:
+        return self.playback.player if self.playback is not None else None
 
     def _recorder(self) -> RecordingWriter | None:
-        folder = self.runtime.settings.record_dir
-        if folder is None or not self.runtime.live or not self.record:
+        if self.runtime.settings.record_dir is None or not self.runtime.live or not self.record:
             return None
         if self.recorder is None:
-            config = self.runtime.config
-            head = header(config.backend, config.model, config.sha256)
-            quota = self.runtime.folder_quota
-            quota.limit = MAX_FOLDER_BYTES
-            self.recorder = RecordingWriter(
-                new_recording_path(folder, config.backend),
-                head,
-                secret=self.runtime.settings.api_key,
-                lock=self.runtime.record_lock,
-                quota=quota,
-            )
-            if quota.measure(folder) > MAX_FOLDER_BYTES:  # stopped before its file exists: said, not silent
-                limit = f"{MAX_FOLDER_BYTES / (1024 * 1024):g} MiB"
-                self.recorder.stopped = f"The recordings folder is over its limit of {limit}; this chat is not recorded."
+            self.recorder = self.runtime.open_recorder()
         return self.recorder
 
     # -- lifecycle ------------------------------------------------------------------
@@ -267,17 +260,12 @@ class ChatSession:
     async def reset(self, recording: str | None = None, speed: float | None = None) -> None:
         """New chat: end the remote thread/conversation, start a new recording file."""
         await self.close()
-        if recording is not None:
-            self.recording_name = recording
-        if speed is not None:
-            self.speed = speed
-        self._replay_backend = None
-        self.player = None
+        if self.playback is not None:
+            self.playback.unload(recording, speed)
 
     def set_speed(self, speed: float) -> None:
-        self.speed = max(0.0, speed)
-        if self._core is not None:
-            self._core.speed = self.speed
+        if self.playback is not None:
+            self.playback.set_speed(speed)
 
     async def close(self) -> None:
         conv, self.conv = self.conv, Conversation()
@@ -285,7 +273,7 @@ class ChatSession:
             self.recorder.close()
             self.recorder = None
         try:
-            if self.runtime.live or self._replay_backend is not None:
+            if self.playback is None or self.playback.loaded:
                 await self.backend.end_session(conv)
         except Exception as exc:  # cleanup must not break the next chat
             log.warning("could not delete the session's remote state: %s", redact(str(exc), self.runtime.settings.api_key))
@@ -358,8 +346,8 @@ class ChatSession:
         history = [clean_message(m) for m in history]  # earlier messages too: they are sent again
         conv = self.conv  # a reset during the turn gives the session a new one
         parent = conv.recorded.get(history_key(visible(history)))
-        if not self.runtime.live and self.recording_name is not None and self.runtime.library is not None:
-            self._loaded_player().following = parent  # replay follows the branch recorded
+        if self.playback is not None:
+            self.playback.follow(parent)  # replay follows the branch recorded
         answer = self._answer_locally(message, position)
         if answer is not None:  # nothing to ask the API: say so in the chat
             transcript.handle_event(answer)
@@ -450,20 +438,7 @@ class ChatSession:
         recorded turn answers — never someone else's answer."""
         if not message.strip():
             return ev.notice("Type a message first.")
-        if self.runtime.live:
-            return None
-        if self.recording_name is None:
-            return ev.notice("There is no recording to replay, and no OPENAI_API_KEY is set.")
-        player = self._loaded_player()
-        if player.match(message, position) is None:
-            return ev.text(player.unmatched_text(message))
-        return None
-
-    def _loaded_player(self) -> Player:
-        if self._replay_backend is None:
-            self._replay_backend = self._make_replay_backend()
-        assert self.player is not None
-        return self.player
+        return self.playback.answer_locally(message, position) if self.playback is not None else None
 
     async def _pump(
         self,
@@ -503,16 +478,8 @@ class ChatSession:
                 queue.put_nowait(ev.turn_end("interrupted"))
             queue.put_nowait(None)
 
-    def _tool_runner(self, message: str, position: int) -> Any:
-        if self.runtime.live:
-            return self.tools.run
-        player = self.player
-        assert player is not None
-
-        async def recorded(call: ToolCall) -> str:
-            return player.tool_output(message, position, call)
-
-        return recorded
+    def _tool_runner(self, message: str, position: int) -> ToolRunner:
+        return self.tools.run if self.playback is None else self.playback.tool_runner(message, position)
 
     async def _cancel_remote(self, backend: Backend) -> None:
         try:

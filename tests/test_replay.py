@@ -346,7 +346,9 @@ async def test_unmatched_message_in_the_app_lists_what_can_be_asked() -> None:
     for prompt in recording.prompts:
         assert f"- {prompt}" in reply
     assert "Miso" not in reply and "Tofu" not in reply  # no recorded answer leaks in
-    assert session._core is not None and session._core.requests() == []  # nothing was replayed
+    assert (
+        session.playback is not None and session.playback.core is not None and session.playback.core.requests() == []
+    )  # nothing was replayed
 
 
 # -- timing ------------------------------------------------------------------------
@@ -452,8 +454,8 @@ async def test_replay_session_paces_through_the_player_caps(monkeypatch: pytest.
 
     session = Runtime(replay_settings(path, speed=4.0, max_gap=1.5)).new_session()
     session.backend  # noqa: B018  (builds the session's fake API)
-    assert session._core is not None
-    session._core.clock = clock
+    assert session.playback is not None and session.playback.core is not None
+    session.playback.core.clock = clock
     delays = fake_sleeps(monkeypatch, clock)
     transcript = await turn_transcript(session, "q")
     assert transcript.text == "0 30 " and transcript.status == "completed"
