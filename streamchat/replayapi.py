@@ -28,6 +28,12 @@ from typing import Any, Protocol
 from .sse import Api, RawEvent, frame_raw
 
 
+HOLD_POLL = 0.05
+"""Seconds between checks while an event is held past its first wait (a paused clock)."""
+HOLD_SLACK = 0.005
+"""An event this close to its time is sent (a sleep may wake a hair early)."""
+
+
 class StreamDropped(Exception):
     """A stream cuts the connection here (a transport turns it into a reset)."""
 
@@ -336,6 +342,9 @@ class ReplayAPI:
             delay = started + t / self.speed - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
+            # A clock that stood still (demo mode's Pause), or a lower speed: not due yet.
+            while self.speed > 0 and started + t / self.speed - self.clock() > HOLD_SLACK:
+                await asyncio.sleep(HOLD_POLL)
         elif n % 64 == 63:
             await asyncio.sleep(0)
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -196,6 +196,7 @@ class ChatSession:
         self.recorder: RecordingWriter | None = None
         self.recording_name = recording
         self.speed = runtime.settings.speed
+        self.replay_clock: Callable[[], float] = time.monotonic
         self.player: Player | None = None
         self._replay_backend: Backend | None = None
         self._core: ReplayAPI | None = None
@@ -221,7 +222,7 @@ class ChatSession:
             raise RuntimeError("no recording to replay")
         recording = library.load(self.recording_name)
         self.player = Player(recording, max_gap=self.runtime.settings.max_gap)
-        core = self._core = ReplayAPI(self.player, speed=self.speed)
+        core = self._core = ReplayAPI(self.player, speed=self.speed, clock=self.replay_clock)
         config = replace(self.runtime.config, model=recording.header.get("model") or self.runtime.config.model)
         return BACKENDS[recording.api](replay_client(core), config)
 
@@ -259,6 +260,12 @@ class ChatSession:
         self.speed = max(0.0, speed)
         if self._core is not None:
             self._core.speed = self.speed
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """The replay's clock, from now on (demo mode's Pause stops it, holding the stream)."""
+        self.replay_clock = clock
+        if self._core is not None:
+            self._core.clock = clock
 
     async def close(self) -> None:
         conv, self.conv = self.conv, Conversation()
