@@ -292,8 +292,8 @@ async def _instant_turn(chat: Chat, message: str, history: list[dict[str, Any]],
     chat.set_speed(0)
     value: Any = None
     try:
-        async for value in chat.turn(message, history, controls.stopped):
-            pass
+        async for latest in chat.turn(message, history, controls.stopped):
+            value = latest
     finally:
         chat.set_speed(speed)
     return [*history, {"role": "user", "content": message}, *answer_messages(value)]

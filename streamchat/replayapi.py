@@ -27,7 +27,6 @@ from typing import Any, Protocol
 
 from .sse import Api, RawEvent, frame_raw
 
-
 HOLD_POLL = 0.05
 """Seconds between checks while an event is held past its first wait (a paused clock)."""
 HOLD_SLACK = 0.005

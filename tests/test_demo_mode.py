@@ -6,6 +6,7 @@ Markers in recordings and ``python -m streamchat.recording mark``."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -129,7 +130,7 @@ async def test_plays_every_turn_typed_sent_and_answered_in_order() -> None:
     # as the message is sent; the answer grows after.
     drafts = [f.draft for _, f in frames if f.turn == 0 and f.state == "typing"]
     assert len(drafts) >= 5 and drafts[-1] == "First question?"
-    assert all(a != b and b.startswith(a) for a, b in zip(drafts, drafts[1:], strict=False))
+    assert all(a != b and b.startswith(a) for a, b in itertools.pairwise(drafts))
     states = [f.state for _, f in frames if f.turn == 1]
     assert states.index("sending") > states.index("typing") and states[-1] == "answering"
     assert [f.draft for _, f in frames if f.state != "typing"] == [""] * sum(1 for _, f in frames if f.state != "typing")
@@ -392,15 +393,17 @@ async def test_a_paused_clock_holds_the_replayed_stream(monkeypatch: pytest.Monk
 async def test_plays_a_real_recording_through_the_replay_session_as_typed_turns_would() -> None:
     prompts = load_recording(MULTI).prompts
     assert len(prompts) == 3
-    expected = []
     reference = Runtime(replay_settings(MULTI)).new_session()
     history: list[dict[str, Any]] = []
     for prompt in prompts:
         value: Any = None
-        async for value in reference.turn(prompt, history):
-            pass
-        expected.append(value)
-        history = [*history, {"role": "user", "content": prompt}, *([{"role": "assistant", "content": value}] if isinstance(value, str) else value)]
+        async for latest in reference.turn(prompt, history):
+            value = latest
+        history = [
+            *history,
+            {"role": "user", "content": prompt},
+            *([{"role": "assistant", "content": value}] if isinstance(value, str) else value),
+        ]
     session = Runtime(replay_settings(MULTI)).new_session()
     clock = FakeClock()
     frames = await collect(play(load_recording(MULTI), session, Controls(clock), sleep=clock.sleep), clock)
