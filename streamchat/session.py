@@ -63,6 +63,11 @@ class Settings:
     allowed_users: frozenset[str] = frozenset()
     allowed_orgs: frozenset[str] = frozenset()
     """Per-visitor limits, the app's daily cap and the allow-list (guard.py; the UI applies them)."""
+    autoplay: bool = False
+    typing: bool = True
+    play: bool = False
+    """Demo mode (demo_mode.py): play on page load; type prompts or show them at once;
+    the terminal chat plays its recording."""
 
 
 def make_client(settings: Settings) -> openai.AsyncOpenAI:

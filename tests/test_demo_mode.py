@@ -9,12 +9,13 @@ import asyncio
 import itertools
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, replay_settings
+from conftest import ROOT, replay_settings, turn_transcript
 
 from streamchat import replayapi
 from streamchat.demo_mode import (
@@ -451,3 +452,56 @@ def test_mark_appends_a_marker_and_refuses_a_turn_the_file_does_not_hold(tmp_pat
     assert load_recording(path).markers == [Marker(1, "The follow-up")]
     add_marker(path, 0, "Start")
     assert load_recording(path).markers == [Marker(0, "Start"), Marker(1, "The follow-up")]
+
+
+# -- the terminal chat --------------------------------------------------------------
+
+
+def test_cli_play_types_each_prompt_and_shows_its_recorded_answer_in_order() -> None:
+    import pexpect
+    from browser_helpers import app_env
+
+    rec = load_recording(MULTI)
+
+    async def recorded_answers() -> list[str]:
+        session, history, out = Runtime(replay_settings(MULTI)).new_session(), [], []
+        for prompt in rec.prompts:
+            out.append((await turn_transcript(session, prompt, history)).text)
+            history += [{"role": "user", "content": prompt}, {"role": "assistant", "content": out[-1]}]
+        return out
+
+    answers = asyncio.run(recorded_answers())
+    child = pexpect.spawn(
+        sys.executable,
+        ["app.py", "--cli", "--replay", str(MULTI), "--play", "--speed", "2"],
+        cwd=str(ROOT),
+        env=app_env({}),
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=60,
+        dimensions=(40, 200),
+    )
+    chunks: list[tuple[float, str]] = []
+    try:
+        while True:
+            try:
+                chunks.append((time.monotonic(), child.read_nonblocking(4096, timeout=60)))
+            except pexpect.EOF:
+                break
+        child.close()
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+    assert child.exitstatus == 0
+    text = "".join(c for _, c in chunks).replace("\r\n", "\n")
+    assert text.rstrip().endswith("(end of the recording)")
+    # Each prompt after "> ", in order, each followed by its recorded answer.
+    at = 0
+    for prompt, answer in zip(rec.prompts, answers, strict=True):
+        at = text.index(f"> {prompt}\n", at)
+        assert text.index(answer, at) == at + len(f"> {prompt}\n")
+    assert text.count("> ") == len(rec.turns)
+    # Typed: a prompt reached the terminal in several writes, not one.
+    first = rec.turns[0].user
+    typing = [c for _, c in chunks if c and c.strip() and c.strip() in first and c.strip() != first]
+    assert len(typing) >= 3, chunks[:10]
