@@ -58,7 +58,7 @@ def add_controls(runtime: Runtime, name: str | None) -> DemoControls:
     """The demo's buttons, a chapter list (shown when the recording has markers) and a
     status line, in a row of their own."""
     choices = chapter_choices(runtime.library.load(name)) if runtime.library is not None and name else []
-    with gr.Row(equal_height=True, elem_id="demo-controls"):
+    with gr.Row(elem_id="demo-controls"):
         play_button = gr.Button("▶ Play", variant="primary", elem_id="demo-play", scale=0, min_width=100)
         pause = gr.Button(PAUSE, elem_id="demo-pause", scale=0, min_width=110)
         stop = gr.Button("⏹ Stop demo", elem_id="demo-stop", scale=0, min_width=120)
@@ -109,6 +109,7 @@ def wire(
     settings = runtime.settings
     outputs = [chat.chatbot, chat.chatbot_state, chat.textbox, controls.status, controls.pause, picker, speed, banner]
     skip = gr.skip
+    nothing = tuple(skip() for _ in outputs)
 
     async def run(
         ui: Any, name: str, value: float, start: int = 0, loop: bool = False, first: tuple[Any, ...] = ()
@@ -147,6 +148,7 @@ def wire(
 
     async def on_chapter(turn: str | None, name: str, value: float, ui: Any) -> AsyncIterator[tuple[Any, ...]]:
         if turn is None or not str(turn).isdigit():
+            yield nothing  # a generator that yields nothing would blank every output
             return
         async for values in run(ui, name, value, start=int(turn)):
             yield values
@@ -155,6 +157,7 @@ def wire(
         params = request.query_params if request is not None else {}
         wanted = params.get("autoplay")
         if not (_flag(wanted) if wanted is not None else settings.autoplay):
+            yield nothing
             return
         asked = params.get("recording")
         if asked is not None and asked not in runtime.recordings:
@@ -187,9 +190,10 @@ def wire(
             ui.demo.controls.stop()
 
     private: dict[str, Any] = {"api_visibility": "private"}
-    controls.play.click(on_play, [picker, speed, slot], outputs, **private)
-    controls.chapters.input(on_chapter, [controls.chapters, picker, speed, slot], outputs, **private)
-    demo.load(on_autoplay, [picker, speed, slot], outputs, **private)
+    playing: dict[str, Any] = {**private, "show_progress": "hidden"}
+    controls.play.click(on_play, [picker, speed, slot], outputs, **playing)
+    controls.chapters.input(on_chapter, [controls.chapters, picker, speed, slot], outputs, **playing)
+    demo.load(on_autoplay, [picker, speed, slot], outputs, **playing)
     controls.pause.click(on_pause, [slot], [controls.pause, controls.status], queue=False, **private)
     controls.stop.click(on_stop, [slot], None, queue=False, **private)
     chat.textbox.input(on_type, [slot], None, queue=False, **private)
