@@ -505,3 +505,16 @@ def test_cli_play_types_each_prompt_and_shows_its_recorded_answer_in_order() -> 
     first = rec.turns[0].user
     typing = [c for _, c in chunks if c and c.strip() and c.strip() in first and c.strip() != first]
     assert len(typing) >= 3, chunks[:10]
+
+
+def test_demo_flags_and_their_variables() -> None:
+    from streamchat.options import settings_from
+
+    settings, _ = settings_from([], {})
+    assert (settings.autoplay, settings.typing, settings.play) == (False, True, False)
+    settings, _ = settings_from(["--autoplay", "--no-typing", "--cli", "--play"], {})
+    assert (settings.autoplay, settings.typing, settings.play) == (True, False, True)
+    settings, _ = settings_from([], {"STREAMCHAT_AUTOPLAY": "1", "STREAMCHAT_NO_TYPING": "yes"})
+    assert (settings.autoplay, settings.typing) == (True, False)
+    settings, _ = settings_from([], {"STREAMCHAT_AUTOPLAY": "0", "STREAMCHAT_NO_TYPING": "off"})
+    assert (settings.autoplay, settings.typing) == (False, True)
