@@ -120,17 +120,18 @@ async def chat_loop(runtime: Runtime, stdin: TextIO = sys.stdin, out: TextIO = s
             print("warning: could not finish deleting the remote thread and assistant", file=sys.stderr)
 
 
-async def play_recording(runtime: Runtime, out: TextIO = sys.stdout) -> None:
+async def play_recording(runtime: Runtime, out: TextIO = sys.stdout) -> int:
     """``--play``: the recording's conversation played in the terminal as the chat shows
     a typed one: each prompt typed after "> ", then its answer streaming in, at the
     recorded pace (``--speed``, ``--max-gap``, ``--no-typing``); Ctrl-C stops."""
+    if runtime.live or runtime.library is None or not runtime.recordings:  # before anything remote starts
+        print("error: --play needs a recording to replay (--replay FILE)", file=sys.stderr)
+        return 2
     try:
         await runtime.start()
         session = runtime.new_session()
         runtime.sessions["cli"] = session
-        if runtime.live or runtime.library is None or session.recording_name is None:
-            print("error: --play needs a recording to replay (--replay FILE, and no OPENAI_API_KEY)", file=sys.stderr)
-            return
+        assert session.recording_name is not None
         recording = runtime.library.load(session.recording_name)
         out.write(f"Playing “{session.recording_name}” ({len(recording.turns)} turns). Ctrl-C stops.\n")
         out.flush()
@@ -160,6 +161,7 @@ async def play_recording(runtime: Runtime, out: TextIO = sys.stdout) -> None:
             out.flush()
         out.write("(end of the recording)\n")
         out.flush()
+        return 0
     finally:
         try:
             await asyncio.wait_for(runtime.shutdown(), CLEANUP_TIMEOUT)
@@ -169,7 +171,9 @@ async def play_recording(runtime: Runtime, out: TextIO = sys.stdout) -> None:
 
 def run_cli(runtime: Runtime) -> int:
     try:
-        asyncio.run(play_recording(runtime) if runtime.settings.play else chat_loop(runtime))
+        if runtime.settings.play:
+            return asyncio.run(play_recording(runtime))
+        asyncio.run(chat_loop(runtime))
     except KeyboardInterrupt:
         print("\nbye", file=sys.stderr)
         return 130

@@ -118,6 +118,9 @@ def wire(
             raise gr.Error("Unknown recording.")
         demo_slot: DemoSlot = ui.demo
         await demo_slot.controls.end_running()
+        if not ui.idle.is_set():  # a typed message's answer is streaming: stop it first
+            ui.stop.set()
+            await ui.idle.wait()
         session: ChatSession = ui.get(runtime)
         await session.reset(recording=name, speed=value)
         session.set_clock(demo_slot.controls.clock)
