@@ -242,4 +242,4 @@ def test_autoplay_from_the_address_plays_without_a_click(page: Any, app: App) ->
     # Without autoplay in the address (and no --autoplay), nothing plays by itself.
     open_app(page, app)
     page.wait_for_function("() => !!document.querySelector('#demo-status')")
-    assert chat(page) == ([], []) and status(page) == ""
+    assert chat(page) == ([], []) and "Demo" not in status(page)  # (Gradio's own timer may show there)
