@@ -10,6 +10,7 @@ import sys
 import threading
 from typing import Any, TextIO
 
+from .demo_mode import Controls, Timing, answer_messages, play
 from .session import ChatSession, Runtime
 from .transcript import Transcript
 
@@ -122,8 +123,59 @@ async def chat_loop(runtime: Runtime, stdin: TextIO = sys.stdin, out: TextIO = s
             print("warning: could not finish deleting the remote thread and assistant", file=sys.stderr)
 
 
+async def play_recording(runtime: Runtime, out: TextIO = sys.stdout) -> int:
+    """``--play``: the recording's conversation played in the terminal as the chat shows
+    a typed one: each prompt typed after "> ", then its answer streaming in, at the
+    recorded pace (``--speed``, ``--max-gap``, ``--no-typing``); Ctrl-C stops."""
+    if runtime.live or runtime.library is None or not runtime.recordings:  # before anything remote starts
+        print("error: --play needs a recording to replay (--replay FILE)", file=sys.stderr)
+        return 2
+    try:
+        await runtime.start()
+        session = runtime.new_session()
+        runtime.sessions["cli"] = session
+        assert session.recording_name is not None
+        recording = runtime.library.load(session.recording_name)
+        out.write(f"Playing “{session.recording_name}” ({len(recording.turns)} turns). Ctrl-C stops.\n")
+        out.flush()
+        controls = Controls()
+        session.set_clock(controls.clock)
+        timing = Timing(typing=runtime.settings.typing, max_gap=runtime.settings.max_gap)
+        turn, typed, printer = -1, "", _Printer(out)
+        answering, last = False, None
+        async for frame in play(recording, session, controls, timing=timing):
+            if answering and (frame.state != "answering" or frame.turn != turn):
+                printer.update(
+                    answer_messages(frame.answer if frame.turn == turn and frame.answer is not None else last), final=True
+                )
+                out.write("\n\n")
+                answering = False
+            if frame.state in ("typing", "sending") and frame.turn != turn:
+                turn, typed, printer = frame.turn, "", _Printer(out)
+                out.write("> ")
+            if frame.state == "typing":
+                out.write(frame.draft[len(typed) :])
+                typed = frame.draft
+            elif frame.state == "sending":
+                out.write(str(frame.history[-1]["content"])[len(typed) :] + "\n")
+            elif frame.state == "answering":
+                answering, last = True, frame.answer
+                printer.update(answer_messages(frame.answer))
+            out.flush()
+        out.write("(end of the recording)\n")
+        out.flush()
+        return 0
+    finally:
+        try:
+            await asyncio.wait_for(runtime.shutdown(), CLEANUP_TIMEOUT)
+        except TimeoutError:
+            print("warning: could not finish deleting the remote thread and assistant", file=sys.stderr)
+
+
 def run_cli(runtime: Runtime) -> int:
     try:
+        if runtime.settings.play:
+            return asyncio.run(play_recording(runtime))
         asyncio.run(chat_loop(runtime))
     except KeyboardInterrupt:
         print("\nbye", file=sys.stderr)

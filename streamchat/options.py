@@ -55,6 +55,8 @@ ENV = {
     "speed": "STREAMCHAT_SPEED",
     "max_gap": "STREAMCHAT_MAX_GAP",
     "read_timeout": "STREAMCHAT_READ_TIMEOUT",
+    "autoplay": "STREAMCHAT_AUTOPLAY",
+    "no_typing": "STREAMCHAT_NO_TYPING",
 }
 
 GUARD_ENV = {
@@ -111,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"live: give up on a stream after S seconds without a byte (default {READ_TIMEOUT:g})",
     )
     parser.add_argument("--cli", action="store_true", help="chat in the terminal instead of the browser (q quits)")
+    demo = parser.add_argument_group("demo mode (replay a whole recording hands-free)")
+    demo.add_argument("--autoplay", action="store_true", default=None, help="play the recording when the page opens")
+    demo.add_argument("--no-typing", action="store_true", default=None, help="show each prompt at once instead of typing it")
+    demo.add_argument("--play", action="store_true", help="with --cli: play the recording in the terminal, then quit")
     return parser
 
 
@@ -124,6 +130,10 @@ def _number(value: str | float | None, name: str, default: float, *, positive: b
     if math.isnan(number) or number < 0 or (positive and number == 0) or math.isinf(number):
         raise ConfigError(f"{name}: expected a {'positive' if positive else 'non-negative'} number, got {value!r}")
     return number
+
+
+def _flag(value: str | bool | None) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"))
 
 
 def _count(value: str | None, name: str) -> int | None:
@@ -187,6 +197,9 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
         daily_requests=_count(env.get(GUARD_ENV["daily_requests"]), GUARD_ENV["daily_requests"]),
         allowed_users=parse_names(env.get(GUARD_ENV["allowed_users"])),
         allowed_orgs=parse_names(env.get(GUARD_ENV["allowed_orgs"])),
+        autoplay=_flag(pick("autoplay")),
+        typing=not _flag(pick("no_typing")),
+        play=bool(args.play),
     )
     try:
         settings = replace(settings, rate_limits=parse_limits(env.get(GUARD_ENV["rate_limit"])))

@@ -9,6 +9,8 @@ and the recorded tool outputs: the driver, adapter, transcript and UI are the li
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import httpx2
@@ -39,6 +41,8 @@ class Playback:
         self.config = config
         self.speed = speed
         self.max_gap = max_gap
+        self.clock: Callable[[], float] = time.monotonic
+        """The replay's pace keeper (demo mode's Pause stops it, holding the stream)."""
         self.player: Player | None = None
         self.core: ReplayAPI | None = None
         """The in-process API serving this session's replay (its request log is the tests')."""
@@ -54,7 +58,7 @@ class Playback:
                 raise RuntimeError("no recording to replay")
             recording = self.library.load(self.name)
             self.player = Player(recording, max_gap=self.max_gap)
-            self.core = ReplayAPI(self.player, speed=self.speed)
+            self.core = ReplayAPI(self.player, speed=self.speed, clock=self.clock)
             config = replace(self.config, model=recording.header.get("model") or self.config.model)
             self._backend = BACKENDS[recording.api](replay_client(self.core), config)
         return self._backend
@@ -77,6 +81,11 @@ class Playback:
         self.speed = max(0.0, speed)
         if self.core is not None:
             self.core.speed = self.speed
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        if self.core is not None:
+            self.core.clock = clock
 
     def follow(self, parent: int | None) -> None:
         """The recorded turn the chat now shows the answer of: replay follows that branch."""

@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -69,6 +70,17 @@ class RecordedTurn:
     def place(self) -> int:
         return self.index if self.position is None else self.position
 
+    at: float | None = None
+    """Seconds from the session's first turn to this one's start (``at``; older files have none)."""
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A chapter: a label at a turn (``marker`` lines), for demo mode to jump to."""
+
+    turn: int
+    label: str
+
 
 @dataclass
 class Recording:
@@ -77,6 +89,8 @@ class Recording:
     problems: list[str] = field(default_factory=list)
     """One line per skipped or damaged line, naming its line number."""
     name: str = ""
+    markers: list[Marker] = field(default_factory=list)
+    """Chapters, in turn order."""
 
     @property
     def api(self) -> Api:
@@ -244,6 +258,7 @@ class RecordingWriter:
         self.file_bytes = 0
         self._held: list[_Held] = []
         self._before: dict[str, str] = {}
+        self._first: float | None = None
         self.stopped = ""
         """Why recording stopped early (a size cap, a write error); empty while it runs."""
 
@@ -383,7 +398,12 @@ class RecordingWriter:
         self._stream = -1
         self._turn_bytes = 0
         self._start = self._clock()
-        self._write({"kind": "turn", "turn": self._turn, "user": user, **{k: v for k, v in place.items() if v is not None}})
+        if self._first is None:
+            self._first = self._start
+        at = round(self._start - self._first, 4)
+        self._write(
+            {"kind": "turn", "turn": self._turn, "user": user, **{k: v for k, v in place.items() if v is not None}, "at": at}
+        )
 
     @property
     def turn_number(self) -> int:
@@ -476,6 +496,7 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
     problems: list[str] = []
     head: dict[str, Any] | None = None
     turns: dict[int, RecordedTurn] = {}
+    markers: list[tuple[int, Marker]] = []
     # Only \n ends a line: str.splitlines() would also split on U+2028, U+0085, \x1c… inside strings.
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
@@ -499,7 +520,7 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
             head = obj
             _check_header(head, name)
             continue
-        if kind not in ("turn", "event", "tool_output", "end", "feedback"):
+        if kind not in ("turn", "event", "tool_output", "end", "feedback", "marker"):
             continue  # unknown kinds are skipped: newer writers may add some
         turn_no = obj.get("turn")
         if not isinstance(turn_no, int):
@@ -509,11 +530,19 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
             if not isinstance(obj.get("user"), str):
                 problems.append(f"line {number}: turn without a user message, skipped")
                 continue
-            turns[turn_no] = RecordedTurn(index=turn_no, user=obj["user"])
+            at = obj.get("at")
+            at = float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) and at >= 0 else None
+            turns[turn_no] = RecordedTurn(index=turn_no, user=obj["user"], at=at)
             for field_name in ("position", "parent"):  # newer files: where the turn stood
                 value = obj.get(field_name)
                 if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                     setattr(turns[turn_no], field_name, value)
+            continue
+        if kind == "marker":  # a chapter; checked against the turns once all are read
+            if isinstance(obj.get("label"), str) and obj["label"].strip():
+                markers.append((number, Marker(turn_no, obj["label"].strip())))
+            else:
+                problems.append(f"line {number}: marker without a label, skipped")
             continue
         turn = turns.get(turn_no)
         if turn is None:
@@ -551,7 +580,11 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
     if head is None:
         raise RecordingError(f"{name or 'recording'}: empty (no header)")
     ordered = [turns[k] for k in sorted(turns)]
-    return Recording(header=head, turns=ordered, problems=problems, name=name)
+    for number, marker in markers:
+        if marker.turn not in turns:
+            problems.append(f"line {number}: marker for unknown turn {marker.turn}, skipped")
+    chapters = sorted((m for _, m in markers if m.turn in turns), key=lambda m: m.turn)
+    return Recording(header=head, turns=ordered, problems=problems, name=name, markers=chapters)
 
 
 def _check_header(head: dict[str, Any], name: str) -> None:
@@ -576,3 +609,44 @@ def load_recording(path: Path, *, name: str = "") -> Recording:
     except OSError as exc:
         raise RecordingError(f"{name or path.name}: cannot read ({exc.strerror})") from None
     return parse_recording(data.decode("utf-8", errors="replace"), name=name or path.stem)
+
+
+def add_marker(path: Path, turn: int, label: str) -> None:
+    """Append a ``marker`` line (a chapter at ``turn``) to the recording at ``path``;
+    ``RecordingError`` for a file that is not one or a turn it does not hold."""
+    recording = load_recording(path)
+    if not label.strip():
+        raise RecordingError("the label is empty")
+    numbers = [t.index for t in recording.turns]
+    if turn not in numbers:
+        held = f"turns 0 to {max(numbers)}" if numbers else "no turns"
+        raise RecordingError(f"{path.name}: no turn {turn} (it holds {held})")
+    data = path.read_bytes()
+    with open(path, "a", encoding="utf-8") as file:
+        if data and not data.endswith(b"\n"):
+            file.write("\n")  # a cut last line stays a bad line of its own
+        file.write(_line({"kind": "marker", "turn": turn, "label": label.strip()}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m streamchat.recording mark FILE TURN LABEL``: add a chapter."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m streamchat.recording", description="Recording tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    mark = commands.add_parser("mark", help="add a chapter marker (a label at a turn) for demo mode")
+    mark.add_argument("file", type=Path)
+    mark.add_argument("turn", type=int)
+    mark.add_argument("label")
+    args = parser.parse_args(argv)
+    try:
+        add_marker(args.file, args.turn, args.label)
+    except RecordingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.file.name}: marker at turn {args.turn}: {args.label.strip()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

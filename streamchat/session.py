@@ -68,6 +68,11 @@ class Settings:
     wait_notice: float = WAIT_NOTICE
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep, repr=False)
     """How retries wait (tests pass a fake that returns at once)."""
+    autoplay: bool = False
+    typing: bool = True
+    play: bool = False
+    """Demo mode (demo_mode.py): play on page load; type prompts or show them at once;
+    the terminal chat plays its recording."""
 
 
 def make_client(settings: Settings) -> openai.AsyncOpenAI:
@@ -266,6 +271,11 @@ class ChatSession:
     def set_speed(self, speed: float) -> None:
         if self.playback is not None:
             self.playback.set_speed(speed)
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """The replay's clock, from now on (demo mode's Pause stops it, holding the stream)."""
+        if self.playback is not None:
+            self.playback.set_clock(clock)
 
     async def close(self) -> None:
         conv, self.conv = self.conv, Conversation()

@@ -28,6 +28,7 @@ from gradio import processing_utils
 from gradio.context import LocalContext
 from gradio.events import EventListener
 
+from .demo_ui import DemoSlot, add_controls, wire
 from .guard import AllowList, Guard, Refusal
 from .options import DEFAULT_RECORDINGS, server_label
 from .recording import RecordingWriter
@@ -91,6 +92,8 @@ class SessionSlot:
         self.feedback_id = secrets.token_hex(8)
         self.asked = 0
         """Replay: the chat's messages its recording answered (the banner offers the next)."""
+        self.demo = DemoSlot()
+        """Demo mode's controls for this tab (demo_ui.py)."""
 
     def get(self, runtime: Runtime) -> ChatSession:
         if self.session is None:
@@ -292,6 +295,7 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
     async def respond(message: str, history: list[dict[str, Any]], slot: SessionSlot) -> AsyncIterator[Any]:
         session = slot.get(runtime)
         runtime.loop = asyncio.get_running_loop()
+        await slot.demo.controls.end_running()  # a visitor's message takes over from a demo
         # ChatInterface does not pass gr.Request to its fn; Gradio's request context
         # gives the session hash, so API clients' sessions end on unload too.
         request = LocalContext.request.get(None)
@@ -398,6 +402,7 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
                     elem_id="replay-speed",
                     scale=2,
                 )
+            demo_controls = add_controls(runtime, first)
         examples = _examples(runtime, first)
         chat = gr.ChatInterface(
             respond,
@@ -464,6 +469,9 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             async def on_pick(name: str, value: float, slot: SessionSlot) -> tuple[Any, Any, Any]:
                 if name not in runtime.recordings:  # only names this server listed
                     raise gr.Error("Unknown recording.")
+                if slot.demo.own_pick(name):  # autoplay showing what it plays
+                    return gr.skip(), gr.skip(), gr.skip()
+                await slot.demo.controls.end_running()
                 session = slot.get(runtime)
                 await session.reset(recording=name, speed=value)
                 prompts: list[Any] = [{"text": p} for p in _examples(runtime, name)]
@@ -481,4 +489,5 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             picker.change(on_pick, [picker, speed, slot], [chat.chatbot, chat.chatbot_state, banner], api_visibility="private")
             after_each_turn(demo, chat, on_turn_end, [slot], [banner])
             speed.change(on_speed, [speed, slot], [banner], api_visibility="private")
+            wire(runtime, demo, chat, demo_controls, picker, speed, banner, slot, lambda s: banner_text(runtime, s))
     return demo

@@ -89,7 +89,7 @@ def test_writer_flushes_each_line_and_records_offsets(tmp_path: Path) -> None:
     assert lines[-2] == {"kind": "tool_output", "turn": 0, "t": 1.25, "call_id": "call_1", "output": "42"}
     assert lines[-1] == {"kind": "end", "turn": 0, "t": 1.25, "status": "completed"}
     writer.begin_turn("again")
-    assert read_lines(path)[-1] == {"kind": "turn", "turn": 1, "user": "again"}
+    assert read_lines(path)[-1] == {"kind": "turn", "turn": 1, "user": "again", "at": 1.25}
     writer.close()
 
 

@@ -39,6 +39,11 @@ from .base import (
 
 __all__ = ["Context", "Logged", "ReplayAPI", "Reply", "Script", "StreamDropped", "StreamSource", "TurnRequest"]
 
+HOLD_POLL = 0.05
+"""Seconds between checks while an event is held past its first wait (a paused clock)."""
+HOLD_SLACK = 0.005
+"""An event this close to its time is sent (a sleep may wake a hair early)."""
+
 
 class ReplayAPI:
     """The request handler. ``log`` records every request, for tests to assert on;
@@ -169,6 +174,9 @@ class ReplayAPI:
             delay = started + t / self.speed - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
+            # A clock that stood still (demo mode's Pause), or a lower speed: not due yet.
+            while self.speed > 0 and started + t / self.speed - self.clock() > HOLD_SLACK:
+                await asyncio.sleep(HOLD_POLL)
         elif n % 64 == 63:
             await asyncio.sleep(0)
 
