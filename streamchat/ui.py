@@ -261,38 +261,155 @@ def _examples(runtime: Runtime, name: str | None) -> list[str]:
 
 def build_demo(runtime: Runtime) -> gr.Blocks:
     """The app as served; also starts the optional dataset upload of recordings."""
-    config = runtime.config
     try:
         start_dataset_sync(runtime)
     except Exception as exc:  # the chat works without it
         log.warning("could not start the dataset upload of recordings: %s", exc)
     warn_if_unprotected(runtime)
-    first = runtime.recordings[0] if runtime.recordings else None
-    settings = runtime.settings
-    guard = Guard(settings.rate_limits, settings.daily_requests, AllowList(settings.allowed_users, settings.allowed_orgs))
-    votes = FeedbackLog((settings.record_dir or DEFAULT_RECORDINGS) / FEEDBACK_FILE, runtime.record_lock)
+    return ChatApp(runtime).build()
 
-    def refusal(message: str, request: Any) -> Refusal | None:
+
+class ChatApp:
+    """The page's parts and their handlers: one small builder per part (banner row,
+    recording or replay controls, the chat) and one method per event."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        settings = runtime.settings
+        self.guard = Guard(
+            settings.rate_limits, settings.daily_requests, AllowList(settings.allowed_users, settings.allowed_orgs)
+        )
+        self.votes = FeedbackLog((settings.record_dir or DEFAULT_RECORDINGS) / FEEDBACK_FILE, runtime.record_lock)
+        self.slots: dict[str, SessionSlot] = {}
+        """Tabs by session hash, so a closed tab's download copies go with it."""
+        self.first = runtime.recordings[0] if runtime.recordings else None
+        self.download: gr.DownloadButton | None = None
+
+    # -- the page -------------------------------------------------------------------
+
+    def build(self) -> gr.Blocks:
+        runtime = self.runtime
+        with gr.Blocks(title=runtime.config.ui.title, fill_height=True) as demo:
+            slot = gr.State(SessionSlot, delete_callback=self.discard)
+            banner = gr.Markdown(banner_text(runtime), elem_classes="streamchat-banner", elem_id="mode-banner")
+            self._account_row()
+            if runtime.live:
+                record, download = self._live_controls()
+            elif runtime.recordings:
+                picker, speed, demo_controls = self._replay_controls()
+            chat = self._chat(slot)
+            self._wire_session(demo, chat, slot)
+            if runtime.live:
+                self._wire_recording(chat, slot, banner, record, download)
+            elif runtime.recordings:
+                self._wire_replay(demo, chat, slot, banner, picker, speed)
+                wire(runtime, demo, chat, demo_controls, picker, speed, banner, slot, lambda s: banner_text(runtime, s))
+        return demo
+
+    def _account_row(self) -> None:
+        """Sign-in (an allow-list) and Duplicate (on a Space), when they apply."""
+        if on_space() or sign_in_offered(self.runtime):
+            with gr.Row():
+                if sign_in_offered(self.runtime):
+                    gr.LoginButton(elem_id="sign-in", size="md", scale=0)
+                if on_space():
+                    gr.DuplicateButton(elem_id="duplicate", size="md", scale=0)
+
+    def _live_controls(self) -> tuple[gr.Checkbox, gr.DownloadButton]:
+        with gr.Row(equal_height=True):
+            allowed = self.runtime.settings.record_dir is not None
+            record = gr.Checkbox(
+                value=allowed,
+                label="Record this chat",
+                info=None if allowed else RECORD_OFF_SPACE if on_space() else RECORD_OFF,
+                interactive=allowed,
+                elem_id="record-toggle",
+                scale=3,
+            )
+            download = gr.DownloadButton(
+                "Download recording", visible=False, elem_id="download-recording", size="md", scale=1, min_width=240
+            )
+        self.download = download
+        return record, download
+
+    def _replay_controls(self) -> tuple[gr.Dropdown, gr.Slider, Any]:
+        runtime = self.runtime
+        with gr.Row(equal_height=True):
+            picker = gr.Dropdown(
+                choices=runtime.recordings, value=self.first, label="Recording", elem_id="recording-picker", scale=3
+            )
+            speed = gr.Slider(
+                0, 4, value=runtime.settings.speed, step=0.25, label="Replay speed (0 = instant)", elem_id="replay-speed", scale=2
+            )
+        return picker, speed, add_controls(runtime, self.first)
+
+    def _chat(self, slot: gr.State) -> gr.ChatInterface:
+        config = self.runtime.config
+        examples = _examples(self.runtime, self.first)
+        chat = gr.ChatInterface(
+            self.respond,
+            additional_inputs=[slot],
+            api_name="chat",
+            title=config.ui.title,
+            description=config.ui.description or None,
+            examples=[[p, None] for p in examples] or None,
+            concurrency_limit=CONCURRENCY_LIMIT,
+            fill_height=True,
+            flagging_mode="never",  # votes go through on_like, into the recording
+            # Retry, Undo and Edit change the history the next turn arrives with, and a
+            # saved chat comes back from the browser's storage: the backends bring the
+            # remote state in line with it (docs/architecture.md, "Conversation state").
+            chatbot=gr.Chatbot(label="Chat", scale=1, editable="user"),
+            editable=True,
+            save_history=True,
+        )
+        # Saved chats are encrypted in the browser with a key Gradio draws anew at each
+        # launch; a stable one lets a chat saved before a restart open after it.
+        chat.saved_conversations.secret = history_secret(self.runtime)
+        return chat
+
+    def _wire_session(self, demo: gr.Blocks, chat: gr.ChatInterface, slot: gr.State) -> None:
+        """A tab's life: opened, cleared, stopped, closed; and votes on live answers."""
+        demo.load(self.on_load, [slot], None, api_visibility="private")
+        demo.unload(self.on_unload)
+        chat.chatbot.clear(self.on_clear, [slot], None, api_visibility="private")
+        graceful_stop(demo, chat)
+        chat.textbox.stop(self.on_stop, [slot], None, api_visibility="private", queue=False)
+        if self.runtime.live:
+            chat.chatbot.like(self.on_like, [chat.chatbot, slot], None, api_visibility="private")
+
+    def _wire_recording(
+        self, chat: gr.ChatInterface, slot: gr.State, banner: gr.Markdown, record: gr.Checkbox, download: gr.DownloadButton
+    ) -> None:
+        record.change(self.on_record, [record, slot], [banner], api_visibility="private")
+        if self.runtime.settings.record_dir is not None:
+            # Only when there can be a file: every streamed update fires this event
+            # (browser work on each update, and a queue slot held through the turn).
+            chat.chatbot.change(self.refresh_download, [slot], [download], api_visibility="private", trigger_mode="always_last")
+
+    def _wire_replay(
+        self, demo: gr.Blocks, chat: gr.ChatInterface, slot: gr.State, banner: gr.Markdown, picker: gr.Dropdown, speed: gr.Slider
+    ) -> None:
+        picker.change(self.on_pick, [picker, speed, slot], [chat.chatbot, chat.chatbot_state, banner], api_visibility="private")
+        after_each_turn(demo, chat, self.on_turn_end, [slot], [banner])
+        speed.change(self.on_speed, [speed, slot], [banner], api_visibility="private")
+
+    # -- a turn ---------------------------------------------------------------------
+
+    def refusal(self, message: str, request: Any) -> Refusal | None:
         """The guard's answer for a message that would reach the provider (live only:
         a replay spends nothing)."""
-        if not runtime.live or not guard.active or not message.strip():
+        if not self.runtime.live or not self.guard.active or not message.strip():
             return None
         profile = signed_in(request)
         visitor = visitor_of(request, profile)
-        refused = guard.admit(visitor, profile)
+        refused = self.guard.admit(visitor, profile)
         if refused is not None:
             log.info("refused a message from %s: %s", visitor.split(":")[0], refused.reason)
         return refused
 
-    slots: dict[str, SessionSlot] = {}
-    """Tabs by session hash, so a closed tab's download copies go with it."""
-
-    def discard(slot: SessionSlot) -> None:
-        slot.cleanup()
-        if slot.session is not None:
-            runtime.discard(slot.session)
-
-    async def respond(message: str, history: list[dict[str, Any]], slot: SessionSlot) -> AsyncIterator[Any]:
+    async def respond(self, message: str, history: list[dict[str, Any]], slot: SessionSlot) -> AsyncIterator[Any]:
+        runtime = self.runtime
         session = slot.get(runtime)
         runtime.loop = asyncio.get_running_loop()
         await slot.demo.controls.end_running()  # a visitor's message takes over from a demo
@@ -301,9 +418,9 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         request = LocalContext.request.get(None)
         if request is not None and request.session_hash:
             runtime.sessions[request.session_hash] = session
-            slots[request.session_hash] = slot
+            self.slots[request.session_hash] = slot
         position = sum(1 for m in history if _role(m) == "user")
-        refused = refusal(message, request)
+        refused = self.refusal(message, request)
         if refused is not None:  # answered at once; nothing reaches the provider
             slot.local.add(position)
             hint = " Or duplicate this Space and chat on your own key." if on_space() and refused.retry_after else ""
@@ -324,30 +441,41 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
             slot.idle.set()
             if session.recorder is not None and session.recorder.turns > (begun if session.recorder is writer else 0):
                 slot.recorded_turns[position] = (session.recorder, session.recorder.turns - 1)
-        past = session.player.match(message, position) if session.player is not None and not runtime.live else None
+        past = session.player.match(message, position) if session.player is not None else None
         if past is not None and past.feedback is not None and value is not None:  # replay shows the recorded vote
             yield with_past_vote(value, past.feedback)
 
-    async def on_load(slot: SessionSlot, request: gr.Request) -> None:
-        session = slot.get(runtime)
-        if request is not None and request.session_hash:
-            runtime.sessions[request.session_hash] = session
+    # -- a tab's life -----------------------------------------------------------------
 
-    async def on_unload(request: gr.Request) -> None:
-        slot = slots.pop(request.session_hash or "", None)
+    def discard(self, slot: SessionSlot) -> None:
+        slot.cleanup()
+        if slot.session is not None:
+            self.runtime.discard(slot.session)
+
+    async def on_load(self, slot: SessionSlot, request: gr.Request) -> None:
+        session = slot.get(self.runtime)
+        if request is not None and request.session_hash:
+            self.runtime.sessions[request.session_hash] = session
+
+    async def on_unload(self, request: gr.Request) -> None:
+        slot = self.slots.pop(request.session_hash or "", None)
         if slot is not None:
             slot.cleanup()
-        session = runtime.sessions.pop(request.session_hash or "", None)
+        session = self.runtime.sessions.pop(request.session_hash or "", None)
         if session is not None:
             await session.close()
 
-    async def on_clear(slot: SessionSlot) -> None:
+    async def on_clear(self, slot: SessionSlot) -> None:
         slot.recorded_turns.clear()
         slot.local.clear()
         slot.feedback_id = secrets.token_hex(8)
-        await slot.get(runtime).reset()
+        await slot.get(self.runtime).reset()
 
-    async def on_like(data: gr.LikeData, history: list[Any], slot: SessionSlot) -> None:
+    async def on_stop(self, slot: SessionSlot) -> None:  # async: on the loop the turn's events live on
+        if not slot.idle.is_set():
+            slot.stop.set()
+
+    async def on_like(self, data: gr.LikeData, history: list[Any], slot: SessionSlot) -> None:
         """A thumb on an answer: into the chat's recording when it holds that turn, else
         into the feedback log. Async, so it writes on the loop the turns write on."""
         index = data.index if isinstance(data.index, int) else data.index[0]
@@ -358,136 +486,54 @@ def build_demo(runtime: Runtime) -> gr.Blocks:
         recorded = slot.recorded_turns.get(position)
         if recorded is not None and recorded[0].feedback(recorded[1], value):
             return
-        votes.add(slot.feedback_id, position, value, api=config.backend, model=config.model)
+        config = self.runtime.config
+        self.votes.add(slot.feedback_id, position, value, api=config.backend, model=config.model)
 
-    async def on_stop(slot: SessionSlot) -> None:  # async: on the loop the turn's events live on
-        if not slot.idle.is_set():
-            slot.stop.set()
+    # -- live: recording --------------------------------------------------------------
 
-    with gr.Blocks(title=config.ui.title, fill_height=True) as demo:
-        slot = gr.State(SessionSlot, delete_callback=discard)
-        banner = gr.Markdown(banner_text(runtime), elem_classes="streamchat-banner", elem_id="mode-banner")
-        if on_space() or sign_in_offered(runtime):
-            with gr.Row():
-                if sign_in_offered(runtime):
-                    gr.LoginButton(elem_id="sign-in", size="md", scale=0)
-                if on_space():
-                    gr.DuplicateButton(elem_id="duplicate", size="md", scale=0)
-        picker = speed = record = download = None
-        if runtime.live:
-            with gr.Row(equal_height=True):
-                allowed = runtime.settings.record_dir is not None
-                record = gr.Checkbox(
-                    value=allowed,
-                    label="Record this chat",
-                    info=None if allowed else RECORD_OFF_SPACE if on_space() else RECORD_OFF,
-                    interactive=allowed,
-                    elem_id="record-toggle",
-                    scale=3,
-                )
-                download = gr.DownloadButton(
-                    "Download recording", visible=False, elem_id="download-recording", size="md", scale=1, min_width=240
-                )
-        elif len(runtime.recordings) > 0:
-            with gr.Row(equal_height=True):
-                picker = gr.Dropdown(
-                    choices=runtime.recordings, value=first, label="Recording", elem_id="recording-picker", scale=3
-                )
-                speed = gr.Slider(
-                    0,
-                    4,
-                    value=runtime.settings.speed,
-                    step=0.25,
-                    label="Replay speed (0 = instant)",
-                    elem_id="replay-speed",
-                    scale=2,
-                )
-            demo_controls = add_controls(runtime, first)
-        examples = _examples(runtime, first)
-        chat = gr.ChatInterface(
-            respond,
-            additional_inputs=[slot],
-            api_name="chat",
-            title=config.ui.title,
-            description=config.ui.description or None,
-            examples=[[p, None] for p in examples] or None,
-            concurrency_limit=CONCURRENCY_LIMIT,
-            fill_height=True,
-            flagging_mode="never",  # votes go through on_like, into the recording
-            # Retry, Undo and Edit change the history the next turn arrives with, and a
-            # saved chat comes back from the browser's storage: the backends bring the
-            # remote state in line with it (docs/architecture.md, "Conversation state").
-            chatbot=gr.Chatbot(label="Chat", scale=1, editable="user"),
-            editable=True,
-            save_history=True,
-        )
-        # Saved chats are encrypted in the browser with a key Gradio draws anew at each
-        # launch; a stable one lets a chat saved before a restart open after it.
-        chat.saved_conversations.secret = history_secret(runtime)
-        demo.load(on_load, [slot], None, api_visibility="private")
-        demo.unload(on_unload)
-        chat.chatbot.clear(on_clear, [slot], None, api_visibility="private")
-        graceful_stop(demo, chat)
-        chat.textbox.stop(on_stop, [slot], None, api_visibility="private", queue=False)
-        if runtime.live:
-            chat.chatbot.like(on_like, [chat.chatbot, slot], None, api_visibility="private")
+    def on_record(self, value: bool, slot: SessionSlot) -> str:
+        session = slot.get(self.runtime)
+        session.record = bool(value) and self.runtime.settings.record_dir is not None
+        return banner_text(self.runtime, session)
 
-        if record is not None and download is not None:
+    async def refresh_download(self, slot: SessionSlot, request: gr.Request) -> Any:
+        """Offer the session's file as it is once the running turn has ended
+        (the chatbot changes all along a turn; later calls wait, then skip)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(slot.idle.wait(), DOWNLOAD_WAIT)
+        path = session_file(self.runtime, slot)
+        if path is None or self.download is None:
+            return gr.skip()
+        size = path.stat().st_size
+        if slot.offered == (path, size):
+            return gr.skip()
+        slot.offered = (path, size)
+        copy, turns = download_copy(slot, path)
+        slot.cached.add(gradio_cache_folder(copy, self.download))
+        if request is not None and request.session_hash:
+            self.slots[request.session_hash] = slot
+        label = f"Download recording ({turns} turn{'' if turns == 1 else 's'})"
+        return gr.DownloadButton(label=label, value=str(copy), visible=True)
 
-            def on_record(value: bool, slot: SessionSlot) -> str:
-                session = slot.get(runtime)
-                session.record = bool(value) and runtime.settings.record_dir is not None
-                return banner_text(runtime, session)
+    # -- replay: picker, speed, next prompt ----------------------------------------------
 
-            async def refresh_download(slot: SessionSlot, request: gr.Request) -> Any:
-                """Offer the session's file as it is once the running turn has ended
-                (the chatbot changes all along a turn; later calls wait, then skip)."""
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(slot.idle.wait(), DOWNLOAD_WAIT)
-                path = session_file(runtime, slot)
-                if path is None:
-                    return gr.skip()
-                size = path.stat().st_size
-                if slot.offered == (path, size):
-                    return gr.skip()
-                slot.offered = (path, size)
-                copy, turns = download_copy(slot, path)
-                slot.cached.add(gradio_cache_folder(copy, download))
-                if request is not None and request.session_hash:
-                    slots[request.session_hash] = slot
-                label = f"Download recording ({turns} turn{'' if turns == 1 else 's'})"
-                return gr.DownloadButton(label=label, value=str(copy), visible=True)
+    async def on_pick(self, name: str, value: float, slot: SessionSlot) -> tuple[Any, Any, Any]:
+        runtime = self.runtime
+        if name not in runtime.recordings:  # only names this server listed
+            raise gr.Error("Unknown recording.")
+        if slot.demo.own_pick(name):  # autoplay showing what it plays
+            return gr.skip(), gr.skip(), gr.skip()
+        await slot.demo.controls.end_running()
+        session = slot.get(runtime)
+        await session.reset(recording=name, speed=value)
+        prompts: list[Any] = [{"text": p} for p in _examples(runtime, name)]
+        return gr.Chatbot(value=[], examples=prompts), [], banner_text(runtime, session)
 
-            record.change(on_record, [record, slot], [banner], api_visibility="private")
-            if runtime.settings.record_dir is not None:
-                # Only when there can be a file: every streamed update fires this event
-                # (browser work on each update, and a queue slot held through the turn).
-                chat.chatbot.change(refresh_download, [slot], [download], api_visibility="private", trigger_mode="always_last")
+    async def on_speed(self, value: float, slot: SessionSlot) -> str:
+        session = slot.get(self.runtime)
+        session.set_speed(value)
+        return banner_text(self.runtime, session)
 
-        if picker is not None and speed is not None:
-
-            async def on_pick(name: str, value: float, slot: SessionSlot) -> tuple[Any, Any, Any]:
-                if name not in runtime.recordings:  # only names this server listed
-                    raise gr.Error("Unknown recording.")
-                if slot.demo.own_pick(name):  # autoplay showing what it plays
-                    return gr.skip(), gr.skip(), gr.skip()
-                await slot.demo.controls.end_running()
-                session = slot.get(runtime)
-                await session.reset(recording=name, speed=value)
-                prompts: list[Any] = [{"text": p} for p in _examples(runtime, name)]
-                return gr.Chatbot(value=[], examples=prompts), [], banner_text(runtime, session)
-
-            async def on_speed(value: float, slot: SessionSlot) -> str:
-                session = slot.get(runtime)
-                session.set_speed(value)
-                return banner_text(runtime, session)
-
-            async def on_turn_end(slot: SessionSlot) -> str:
-                """The examples vanish after the first answer: the banner offers the next prompt."""
-                return banner_text(runtime, slot.get(runtime), slot.asked)
-
-            picker.change(on_pick, [picker, speed, slot], [chat.chatbot, chat.chatbot_state, banner], api_visibility="private")
-            after_each_turn(demo, chat, on_turn_end, [slot], [banner])
-            speed.change(on_speed, [speed, slot], [banner], api_visibility="private")
-            wire(runtime, demo, chat, demo_controls, picker, speed, banner, slot, lambda s: banner_text(runtime, s))
-    return demo
+    async def on_turn_end(self, slot: SessionSlot) -> str:
+        """The examples vanish after the first answer: the banner offers the next prompt."""
+        return banner_text(self.runtime, slot.get(self.runtime), slot.asked)
