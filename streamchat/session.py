@@ -21,6 +21,7 @@ import openai
 from . import events as ev
 from .backends import BACKENDS, Backend, Conversation, TurnContext
 from .backends.base import NullTap, ToolCall, describe_error, redact
+from .coalesce import Coalescer, Pace, gauge_for
 from .config import Config
 from .defaults import READ_TIMEOUT
 from .events import StreamEvent
@@ -35,7 +36,8 @@ from .transcript import Transcript
 log = logging.getLogger("streamchat")
 
 COALESCE_SECONDS = 0.05
-"""UI updates are sent at most this often (and always the last one)."""
+"""UI updates are sent at most this often (and always the last one); less often while
+the event loop lags (``coalesce.py``)."""
 
 Mode = Literal["live", "replay"]
 
@@ -332,36 +334,14 @@ class ChatSession:
         ctx = TurnContext(tap=recorder or NullTap(), run_tool=self._tool_runner(message, position))
         ctx.max_output_tokens = self.runtime.settings.max_output_tokens
         pump = asyncio.ensure_future(self._pump(backend, message, history, ctx, queue))
-        interval = self.runtime.settings.coalesce
-        last, dirty, ended = 0.0, False, False
+        coalescer = Coalescer(queue, transcript.handle_event, Pace(self.runtime.settings.coalesce, gauge_for()))
         try:
-            while True:
-                if dirty and interval > 0:
-                    try:
-                        async with asyncio.timeout(max(last + interval - time.monotonic(), 0)):
-                            item = await queue.get()
-                    except TimeoutError:
-                        last, dirty = time.monotonic(), False
-                        yield None
-                        continue
-                else:
-                    item = await queue.get()
-                while item is not None:
-                    transcript.handle_event(item)
-                    dirty = True
-                    if interval <= 0 or queue.empty():
-                        break
-                    item = queue.get_nowait()
-                if item is None:
-                    ended = True
-                    break
-                if time.monotonic() - last >= interval:
-                    last, dirty = time.monotonic(), False
-                    yield None
+            while await coalescer.wait():
+                yield None
             if recorder is not None and recorder.stopped:
                 transcript.handle_event(ev.notice(recorder.stopped))
-                dirty = True
-            if dirty:
+                coalescer.dirty = True
+            if coalescer.dirty:
                 yield None
         finally:
             if not pump.done():
@@ -373,7 +353,7 @@ class ChatSession:
             self.last_status = transcript.status
             if recorder is not None:
                 recorder.end_turn(transcript.status or "cancelled")
-            if not ended or transcript.status == "interrupted":
+            if not coalescer.ended or transcript.status == "interrupted":
                 # Stopped, or the stream broke: the remote run may still be going.
                 self.runtime.background(self._cancel_remote(backend))
 

@@ -12,7 +12,7 @@ recording goes back on the wire exactly as each API frames it:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Api = Literal["responses", "assistants", "chat"]
@@ -29,6 +29,10 @@ class RawEvent:
     data: Any
     """The ``data:`` payload parsed as JSON; the raw string when it is not JSON
     (``[DONE]``, or a corrupt chunk, kept so nothing is lost)."""
+
+    _framed: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    """``frame_raw``'s bytes, kept: a recorded event is replayed many times (``data`` is
+    not changed once an event has been framed)."""
 
     @property
     def is_done(self) -> bool:
@@ -63,7 +67,11 @@ class SSEDecoder:
         # and the search for a line end resumes where the last one gave up, so a 4 MiB
         # line in 1 KiB chunks is not copied or scanned again per chunk.
         buf = self._buffer
+        # What is left from the last feed holds no line end, but for a final \r.
+        plain = b"\r" not in chunk and not (buf and buf[-1] == 0x0D)
         buf += chunk
+        if plain:
+            return self._feed_lf()
         out: list[RawEvent] = []
         pos, size = 0, len(buf)
         start = self._scanned
@@ -87,6 +95,39 @@ class SSEDecoder:
         if pos:
             del buf[:pos]
         self._scanned = start - pos
+        return out
+
+    def _feed_lf(self) -> list[RawEvent]:
+        """``feed`` when the buffer has no ``\r`` (how OpenAI and the replay frame events):
+        every complete line at once, decoded together and split in C. A ``\n`` is never
+        inside a UTF-8 sequence, so cutting there splits no character."""
+        buf = self._buffer
+        end = buf.rfind(b"\n", self._scanned)
+        if end == -1:
+            self._scanned = len(buf)
+            return []
+        lines = buf[:end].decode("utf-8", errors="replace").split("\n")
+        del buf[: end + 1]
+        self._scanned = len(buf)
+        out: list[RawEvent] = []
+        data = self._data
+        for line in lines:
+            if not line:
+                if data:
+                    joined = "\n".join(data)
+                    name, self._event, self._data = self._event, None, []
+                    data = self._data
+                    if joined:
+                        out.append(RawEvent(name, parse_data(joined)))
+                else:
+                    self._event = None
+            elif line.startswith("data: "):
+                data.append(line[6:])
+            else:
+                event = self._line(line)
+                data = self._data
+                if event is not None:
+                    out.append(event)
         return out
 
     def flush(self) -> list[RawEvent]:
@@ -117,10 +158,14 @@ class SSEDecoder:
         return None
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""Made once: ``json.dumps`` with options builds a new encoder per call."""
+
+
 def _dumps(data: Any) -> str:
     if isinstance(data, str):
         return data
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(data)
 
 
 def frame(event: str | None, data: Any) -> bytes:
@@ -133,7 +178,12 @@ def frame(event: str | None, data: Any) -> bytes:
 
 
 def frame_raw(raw: RawEvent) -> bytes:
-    return frame(raw.event, raw.data)
+    """``frame(raw.event, raw.data)``, computed once per event."""
+    framed = raw._framed
+    if framed is None:
+        framed = frame(raw.event, raw.data)
+        object.__setattr__(raw, "_framed", framed)
+    return framed
 
 
 def terminator(api: Api) -> bytes:
