@@ -12,6 +12,7 @@ recording goes back on the wire exactly as each API frames it:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,7 +40,7 @@ class RawEvent:
         return self.data == "[DONE]"
 
 
-_scan = json.JSONDecoder().scan_once
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 """The C scanner under ``json.loads``, called directly: one call per event, not three."""
 
 
