@@ -7,6 +7,7 @@ With each sample goes the coalescers' own lag estimate (``streamchat.coalesce``)
 one that stretches the update interval. Samples go to ``BENCH_LAG_FILE`` as lines of
 ``wall-clock-time lag-s coalescer-lag-s``.
 
+``BENCH_PROFILE``, when set, is where a cProfile of the server's thread goes at exit.
 ``BENCH_CONCURRENCY``, when set, replaces the app's concurrency limit
 (``streamchat.ui.CONCURRENCY_LIMIT``), so a crowd larger than it is not simply queued.
 """
@@ -62,6 +63,22 @@ def main() -> None:
                 task.cancel()
 
         uvicorn.Server.serve = probed  # type: ignore[method-assign]
+    profile_to = os.environ.get("BENCH_PROFILE")
+    if profile_to:  # cProfile of the server's thread (the app's loop), written at exit
+        import cProfile
+
+        inner = uvicorn.Server.serve
+
+        async def profiled(self: uvicorn.Server, *args: object, **kwargs: object) -> None:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            try:
+                await inner(self, *args, **kwargs)  # type: ignore[arg-type]
+            finally:
+                profiler.disable()
+                profiler.dump_stats(profile_to)
+
+        uvicorn.Server.serve = profiled  # type: ignore[method-assign]
     limit = os.environ.get("BENCH_CONCURRENCY")
     if limit:
         import streamchat.ui
