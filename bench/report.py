@@ -167,7 +167,8 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             shown = f"p50 {row['p50']:.2f}, p95 {row['p95']:.2f}" + (f", {failed} failed" if failed else "")
             out.append(
                 _verdict(
-                    f"(16) crowd of {row['sessions']} at 1x",
+                    f"(16) crowd of {row['sessions']} at 1x"
+                    + (f", arriving over {row['ramp_s']:g} s" if row.get("ramp_s") else ""),
                     p95 is not None and p95 <= 1.2 and not failed,
                     shown,
                     "p95 ≤ 1.2",
@@ -317,11 +318,13 @@ def render(results: dict[str, Any]) -> str:
             rows.append(
                 [
                     str(r["sessions"]),
+                    f"{r.get('ramp_s', 0):g} s",
                     f"{r['load_before'][0]:.1f}",
                     f"{r['p50']:.3f}",
                     f"{r['p95']:.3f}",
                     f"{r['max']:.3f}{failed}",
                     f"{r['updates_per_call_p50']:.0f}",
+                    sec(r.get("first_update_p95_s")),
                     sec(r.get("longest_gap_p95_s")),
                     f"{ms(r.get('loop_lag_p50_s'))} / {ms(r.get('loop_lag_p95_s'))} / {ms(r.get('loop_lag_max_s'))}",
                     ms(r.get("coalescer_lag_max_s")),
@@ -331,11 +334,13 @@ def render(results: dict[str, Any]) -> str:
             )
         head = [
             "sessions",
+            "arriving over",
             "load",
             "p50",
             "p95",
             "max",
             "updates per session",
+            "first update, p95",
             "longest wait for an update, p95",
             "loop lag p50 / p95 / max",
             "coalescers' lag, max",

@@ -51,6 +51,7 @@ class Sizes:
     sessions: int = 100
     session_deltas: int = 150
     crowds: tuple[int, ...] = (100, 250, 500)
+    crowd_ramps: tuple[float, ...] = (0.0, 2.0)
     plugin_events: int = 1000
     plugin_repeats: int = 30
     memory_sessions: int = 100
@@ -73,6 +74,7 @@ QUICK = Sizes(
     sessions=10,
     session_deltas=10,
     crowds=(5, 10),
+    crowd_ramps=(0.0,),
     plugin_events=100,
     plugin_repeats=3,
     memory_sessions=10,
@@ -205,7 +207,7 @@ def run_section(name: str, sizes: Sizes, targets: list[Target], log_dir: Path) -
         return plugin_replay.plugin_replay(sizes.plugin_events, sizes.plugin_repeats)
     if name == "crowd":
         log(f"crowd: {', '.join(map(str, sizes.crowds))} sessions through the app")
-        return through_app.crowd(log_dir, sizes.crowds, sizes.session_deltas)
+        return through_app.crowd(log_dir, sizes.crowds, sizes.session_deltas, ramps=sizes.crowd_ramps)
     if name == "fidelity":
         return inproc.fidelity(sizes.fidelity_recordings, sizes.fidelity_paced_s)
     if name == "memory":

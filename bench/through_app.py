@@ -142,12 +142,16 @@ def crowd(
     api: str = "responses",
     limit: int | None = None,
     time_limit: float = 120.0,
+    ramps: tuple[float, ...] = (0.0,),
 ) -> dict[str, Any]:
     """Crowds of each size in turn, on one app (``bench/crowd_app.py``: ``app.py`` with
     a loop-lag probe; its concurrency limit set to ``limit``, default the largest
     crowd): every session replays the same recording at 1x through Gradio's queue and
     SSE. Per crowd: duration / recorded duration, the longest wait for an update, the
-    loop lag and the coalescers' estimate of it, app CPU, RSS per streaming session."""
+    loop lag and the coalescers' estimate of it, app CPU, RSS per streaming session.
+    Each crowd arrives at once (ramp 0: every request within a few ms), and then again
+    spread evenly over each other ``ramps`` seconds (visitors of a shared link); a
+    session's duration is counted from its own request either way."""
     limit = limit or max(sizes)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -164,20 +168,27 @@ def crowd(
         app = AppProcess("bench/crowd_app.py", env, log_dir / "app-crowd.log")
         try:
             app.wait_ready()
-            rows = asyncio.run(_crowds(app, sizes, recorded, lag_file, time_limit))
+            rows = asyncio.run(_crowds(app, sizes, recorded, lag_file, time_limit, ramps))
         finally:
             app.stop()
     return {"limit": limit, "recorded_s": recorded, "deltas": deltas, "crowds": rows}
 
 
-async def _crowds(app: AppProcess, sizes: tuple[int, ...], recorded: float, lag_file: Path, time_limit: float) -> list[Any]:
+async def _late(delay: float, call: Any) -> Any:
+    await asyncio.sleep(delay)
+    return await call
+
+
+async def _crowds(
+    app: AppProcess, sizes: tuple[int, ...], recorded: float, lag_file: Path, time_limit: float, ramps: tuple[float, ...]
+) -> list[Any]:
     rows = []
     top = max(sizes)
     limits = httpx.Limits(max_connections=2 * top + 10, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=app.url, timeout=time_limit, limits=limits) as client:
         await _call(client, "concurrency")  # warm: first-use imports, the recording's parse
         await asyncio.sleep(1.0)
-        for sessions in sizes:
+        for sessions, ramp in [(n, r) for r in ramps for n in sizes]:
             pid = app.proc.pid
             base = rss_bytes(pid)
             peak = [base]
@@ -194,8 +205,9 @@ async def _crowds(app: AppProcess, sizes: tuple[int, ...], recorded: float, lag_
             cpu = cpu_seconds(pid)
             began, wall_began = time.perf_counter(), time.time()
             try:
-                calls = asyncio.gather(*(_call(client, "concurrency") for _ in range(sessions)), return_exceptions=True)
-                outcomes = await asyncio.wait_for(calls, time_limit)
+                starts = [ramp * i / sessions for i in range(sessions)]
+                calls = asyncio.gather(*(_late(t, _call(client, "concurrency")) for t in starts), return_exceptions=True)
+                outcomes = await asyncio.wait_for(calls, time_limit + ramp)
             finally:
                 wall = time.perf_counter() - began
                 cpu = cpu_seconds(pid) - cpu
@@ -209,6 +221,7 @@ async def _crowds(app: AppProcess, sizes: tuple[int, ...], recorded: float, lag_
             rows.append(
                 {
                     "sessions": sessions,
+                    "ramp_s": ramp,
                     "load_before": load,
                     "failed": len(errors),
                     "errors": sorted(set(errors))[:5],
