@@ -1,4 +1,4 @@
-"""``python bench/crowd_app.py``: ``python app.py`` with a probe on Gradio's event loop,
+"""``python -m bench.crowd_app``: ``python app.py`` with a probe on Gradio's event loop,
 for the crowd benchmark (``bench/through_app.py``).
 
 Every 10 ms a task on the loop that serves the app (uvicorn's, where Gradio runs the
@@ -46,7 +46,6 @@ async def _probe(path: str) -> None:
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT))
     import uvicorn
 
     lag_file = os.environ.get("BENCH_LAG_FILE")

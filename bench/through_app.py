@@ -144,7 +144,7 @@ def crowd(
     time_limit: float = 120.0,
     ramps: tuple[float, ...] = (0.0,),
 ) -> dict[str, Any]:
-    """Crowds of each size in turn, on one app (``bench/crowd_app.py``: ``app.py`` with
+    """Crowds of each size in turn, on one app (``python -m bench.crowd_app``: ``app.py`` with
     a loop-lag probe; its concurrency limit set to ``limit``, default the largest
     crowd): every session replays the same recording at 1x through Gradio's queue and
     SSE. Per crowd: duration / recorded duration, the longest wait for an update, the
@@ -165,7 +165,7 @@ def crowd(
             "BENCH_LAG_FILE": str(lag_file),
             "BENCH_CONCURRENCY": str(limit),
         }
-        app = AppProcess("bench/crowd_app.py", env, log_dir / "app-crowd.log")
+        app = AppProcess("-m bench.crowd_app", env, log_dir / "app-crowd.log")
         try:
             app.wait_ready()
             rows = asyncio.run(_crowds(app, sizes, recorded, lag_file, time_limit, ramps))

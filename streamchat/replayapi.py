@@ -320,12 +320,11 @@ class ReplayAPI:
         recording at once."""
         new_id = self._id("resp")
         self._chains[new_id] = chain
-        events = []
-        for t, raw in script.events:
+        events = list(script.events)  # the few events that carry the response are replaced; the rest stay as they are
+        for i, (t, raw) in enumerate(events):
             data = raw.data
-            if isinstance(data, dict) and isinstance(data.get("response"), dict):
-                raw = RawEvent(raw.event, {**data, "response": {**data["response"], "id": new_id}})
-            events.append((t, raw))
+            if isinstance(data, dict) and "response" in data and isinstance(data["response"], dict):
+                events[i] = (t, RawEvent(raw.event, {**data, "response": {**data["response"], "id": new_id}}))
         return replace(script, events=events)
 
     def _delay(self, script: Script) -> float:
