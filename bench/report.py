@@ -207,6 +207,12 @@ def render(results: dict[str, Any]) -> str:
         if load
         else f"`{meta.get('command', '')}`"
     )
+    section_load = meta.get("section_load")
+    if section_load:
+        parts.append(
+            "Load average (1 min) as each section began: "
+            + ", ".join(f"{name} {values[0]:.1f}" for name, values in section_load.items())
+        )
     browser = results.get("browser")
     if browser:
         names = list(browser)
