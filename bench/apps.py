@@ -72,7 +72,7 @@ def _stop_leftovers() -> None:
 
 
 class AppProcess:
-    """A Gradio app launched as ``python <script>``, ready once its page answers."""
+    """A Gradio app launched as ``python <script>`` (or ``-m <module>``), ready once its page answers."""
 
     def __init__(self, script: str, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
@@ -82,7 +82,12 @@ class AppProcess:
         self._log = log_path.open("wb")
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, script], cwd=ROOT, env=full, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            [sys.executable, *script.split()],
+            cwd=ROOT,
+            env=full,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.startup: float | None = None
         _LIVE.add(self.proc)

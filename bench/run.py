@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import inproc, report, through_app
+from bench import inproc, plugin_replay, report, through_app
 from bench.apps import APP_TARGETS, TARGETS, AppProcess, Target, start_targets, startup
 
 ROOT = Path(__file__).resolve().parent.parent
 
 RESULTS = ROOT / "bench" / "results"
-SECTIONS = ("pipeline", "concurrency", "fidelity", "memory", "browser")
+SECTIONS = ("pipeline", "plugin", "concurrency", "crowd", "fidelity", "memory", "browser")
 """In this order: the in-process sections first, while this process's heap is small
 (the browser section leaves Playwright's objects behind, and a bigger heap makes every
 full garbage collection during a pipeline turn dearer)."""
@@ -50,6 +50,10 @@ class Sizes:
     pipeline_repeats: int = 3
     sessions: int = 100
     session_deltas: int = 150
+    crowds: tuple[int, ...] = (100, 250, 500)
+    crowd_ramps: tuple[float, ...] = (0.0, 2.0)
+    plugin_events: int = 1000
+    plugin_repeats: int = 30
     memory_sessions: int = 100
     memory_stream_deltas: int = 400
     fidelity_recordings: tuple[str, ...] = ("04-markdown-long", "06-backend-chat", "07-backend-assistants")
@@ -69,6 +73,10 @@ QUICK = Sizes(
     pipeline_repeats=1,
     sessions=10,
     session_deltas=10,
+    crowds=(5, 10),
+    crowd_ramps=(0.0,),
+    plugin_events=100,
+    plugin_repeats=3,
     memory_sessions=10,
     memory_stream_deltas=100,
     fidelity_recordings=(),
@@ -195,6 +203,11 @@ def run_section(name: str, sizes: Sizes, targets: list[Target], log_dir: Path) -
         log("concurrency: through the app")
         app = through_app.concurrency(log_dir, sizes.sessions, sizes.session_deltas)
         return {"in_process": local, "through_app": app}
+    if name == "plugin":
+        return plugin_replay.plugin_replay(sizes.plugin_events, sizes.plugin_repeats)
+    if name == "crowd":
+        log(f"crowd: {', '.join(map(str, sizes.crowds))} sessions through the app")
+        return through_app.crowd(log_dir, sizes.crowds, sizes.session_deltas, ramps=sizes.crowd_ramps)
     if name == "fidelity":
         return inproc.fidelity(sizes.fidelity_recordings, sizes.fidelity_paced_s)
     if name == "memory":
@@ -239,6 +252,7 @@ def main(argv: list[str] | None = None, *, emit: Callable[[str], None] = print) 
     for name in sections:
         log(f"== {name}")
         start = time.perf_counter()
+        results["meta"].setdefault("section_load", {})[name] = os.getloadavg()
         results[name] = run_section(name, sizes, targets, log_dir)
         results["meta"].setdefault("section_seconds", {})[name] = round(time.perf_counter() - start, 1)
     results["meta"]["seconds"] = round(time.perf_counter() - began, 1)

@@ -22,6 +22,7 @@ from . import events as ev
 from .backends import BACKENDS, Backend, Conversation, TurnContext
 from .backends.base import WAIT_STATUS, NullTap, RetryingClient, ToolRunner, describe_error, redact
 from .backends.history import answered_key, history_key, visible
+from .coalesce import Coalescer, Pace, gauge_for
 from .config import Config
 from .defaults import READ_TIMEOUT
 from .events import StreamEvent
@@ -36,7 +37,8 @@ from .transcript import Transcript
 log = logging.getLogger("streamchat")
 
 COALESCE_SECONDS = 0.05
-"""UI updates are sent at most this often (and always the last one)."""
+"""UI updates are sent at most this often (and always the last one); less often while
+the event loop lags (``coalesce.py``)."""
 WAIT_NOTICE = 3.0
 """Seconds of silence before the first token after which the chat says it is waiting."""
 
@@ -373,46 +375,23 @@ class ChatSession:
         ctx = TurnContext(tap=recorder or NullTap(), run_tool=self._tool_runner(message, position))
         ctx.max_output_tokens = self.runtime.settings.max_output_tokens
         pump = asyncio.ensure_future(self._pump(backend, message, history, ctx, queue))
-        interval = self.runtime.settings.coalesce
-        last, dirty, ended = 0.0, False, False
+        # Live, before the first token, silence gets a status line that the answer
+        # replaces (a replay's silences are recorded ones, capped by --max-gap).
+        live, notice_after = self.runtime.live, self.runtime.settings.wait_notice
+        coalescer = Coalescer(
+            queue,
+            transcript.handle_event,
+            Pace(self.runtime.settings.coalesce, gauge_for()),
+            silence=lambda: None if transcript.started or not live else notice_after,
+            on_silence=lambda: transcript.handle_event(ev.waiting("Waiting for the server…")),
+        )
         try:
-            while True:
-                if dirty and interval > 0:
-                    try:
-                        async with asyncio.timeout(max(last + interval - time.monotonic(), 0)):
-                            item = await queue.get()
-                    except TimeoutError:
-                        last, dirty = time.monotonic(), False
-                        yield None
-                        continue
-                else:
-                    # Live, before the first token, silence gets a status line (a replay's
-                    # silences are recorded ones, capped by --max-gap).
-                    wait = None if transcript.started or not self.runtime.live else self.runtime.settings.wait_notice
-                    try:
-                        async with asyncio.timeout(wait):
-                            item = await queue.get()
-                    except TimeoutError:
-                        transcript.handle_event(ev.waiting("Waiting for the server…"))  # once: the answer replaces it
-                        last = time.monotonic()
-                        yield None
-                        continue
-                while item is not None:
-                    transcript.handle_event(item)
-                    dirty = True
-                    if interval <= 0 or queue.empty():
-                        break
-                    item = queue.get_nowait()
-                if item is None:
-                    ended = True
-                    break
-                if time.monotonic() - last >= interval:
-                    last, dirty = time.monotonic(), False
-                    yield None
+            while await coalescer.wait():
+                yield None
             if recorder is not None and recorder.stopped:
                 transcript.handle_event(ev.notice(recorder.stopped))
-                dirty = True
-            if dirty:
+                coalescer.dirty = True
+            if coalescer.dirty:
                 yield None
         finally:
             if not pump.done():
@@ -428,7 +407,7 @@ class ChatSession:
             self._note_turn(conv, shown, recorder, message, position)
             if recorder is not None:
                 recorder.end_turn(transcript.status or "cancelled")
-            if not ended or transcript.status == "interrupted":
+            if not coalescer.ended or transcript.status == "interrupted":
                 # Stopped, or the stream broke: the remote run may still be going.
                 self.runtime.background(self._cancel_remote(backend))
 

@@ -54,13 +54,20 @@ def test_the_fake_server_stamps_the_first_delta_and_a_client_leaving_mid_silence
 def test_quick_run_of_the_in_process_sections_writes_json_and_verdicts(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     printed: list[str] = []
-    run.main(["--quick", "--only", "pipeline,fidelity", "--out", str(out)], emit=printed.append)
+    run.main(["--quick", "--only", "pipeline,plugin,fidelity", "--out", str(out)], emit=printed.append)
     data = json.loads(out.read_text())
     rows = data["pipeline"]["apis"]
     assert set(rows) == {"responses", "assistants", "chat"}
     assert all(r["ui_states"] >= 1 and r["events_per_s"] > 0 for api in rows.values() for r in api["rows"].values())
     assert data["fidelity"]["recordings"]["paced-100-per-s"]["events"] > 0
-    assert [v["target"] for v in data["verdicts"]] == ["(4) pipeline throughput", "(4) linear growth", "(6) replay timing"]
+    plugin = data["plugin"]
+    assert plugin["runs"] >= 1 and plugin["chunks"] == plugin["events"] - 1  # every chunk but [DONE] reached the SDK
+    assert [v["target"] for v in data["verdicts"]] == [
+        "(4) pipeline throughput",
+        "(4) linear growth",
+        f"(16) {plugin['events']} events through the pytest plugin's client",
+        "(6) replay timing",
+    ]
     assert all(v["verdict"] in ("PASS", "MISS") for v in data["verdicts"])
     assert "### Targets" in printed[0]
 

@@ -433,7 +433,7 @@ async def test_pacing_schedules_each_event_at_t_over_speed_from_one_start(monkey
 
 async def test_speed_zero_never_sleeps(monkeypatch: pytest.MonkeyPatch) -> None:
     delays, times, start = await paced_delays(monkeypatch, 0.0, [0.0, 5.0, 50.0], oversleep=0.0)
-    assert delays == [] and times == [start] * 3
+    assert delays == [] and times and set(times) == {start}  # at speed 0, frames go in chunks
 
 
 async def test_replay_session_paces_through_the_player_caps(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -157,6 +157,12 @@ class CountingBuffer(bytearray):
         CountingBuffer.work += max(hi - lo, 0)
         return super().find(sub, lo, hi)
 
+    def rfind(self, sub: Any, start: Any = None, end: Any = None) -> int:
+        lo = 0 if start is None else start
+        hi = len(self) if end is None else min(end, len(self))
+        CountingBuffer.work += max(hi - lo, 0)
+        return super().rfind(sub, lo, hi)
+
     def __iadd__(self, other: Any) -> CountingBuffer:  # type: ignore[misc]
         CountingBuffer.work += len(other)
         super().__iadd__(other)

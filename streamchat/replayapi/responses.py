@@ -208,10 +208,9 @@ class ResponsesHandler:
 def _with_response_id(script: Script, new_id: str) -> Script:
     """Give each served response a new id, so ``previous_response_id`` finds its chain
     even when two clients replay the same recording at once."""
-    events = []
-    for t, raw in script.events:
+    events = list(script.events)  # the few events that carry the response are replaced; the rest stay as they are
+    for i, (t, raw) in enumerate(events):
         data = raw.data
-        if isinstance(data, dict) and isinstance(data.get("response"), dict):
-            raw = RawEvent(raw.event, {**data, "response": {**data["response"], "id": new_id}})
-        events.append((t, raw))
+        if isinstance(data, dict) and "response" in data and isinstance(data["response"], dict):
+            events[i] = (t, RawEvent(raw.event, {**data, "response": {**data["response"], "id": new_id}}))
     return replace(script, events=events)
