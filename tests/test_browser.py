@@ -290,10 +290,8 @@ def test_tool_bubble_opens_while_running_and_closes_when_done(replay_page: Any) 
     pick(page, "b-tool-call")
     assert examples(page) == [TOOL_PROMPT]
     send(page, TOOL_PROMPT)
-    page.wait_for_function(
-        "() => window.__chat.groups().some(g => g.title.includes('Using tool get_weather') && g.open && g.body.includes('Paris'))"
-    )
-    shot(page, "06-tool-running")
+    # The running bubble lasts about a second (the recorded tool time): a loaded machine
+    # can miss it by polling, so it is read from the page's mutation samples below.
     wait_answer(page, TOOL_ANSWER)
     page.wait_for_function("() => window.__chat.groups().every(g => !g.open)")
     shot(page, "07-tool-done")

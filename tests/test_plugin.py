@@ -108,6 +108,7 @@ def test_record_once_then_replay_offline(outside: pytest.Pytester, fake: Fake, m
         "user": "Hello there",
         "position": 0,
         "model": "test-model",
+        "at": 0.0,  # the turn's start since the session's first (demo mode's pauses)
     }
     responses_turns = [o for o in map(json.loads, files[1].read_text().splitlines()) if o["kind"] == "turn"]
     assert [(t["user"], t["position"]) for t in responses_turns] == [("Count to three", 0), ("And to four?", 1)]
