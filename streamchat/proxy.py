@@ -22,15 +22,12 @@ import contextlib
 import itertools
 import json
 import os
-import socket
-import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx2
-import uvicorn
 
 from .backends.assistants import AssistantsAdapter
 from .backends.base import Adapter
@@ -39,6 +36,7 @@ from .backends.responses import ResponsesAdapter
 from .events import TurnStatus
 from .recording import RecordingWriter, header, new_recording_path
 from .replayapi.base import text_of
+from .serve import RunningServer, serve_asgi
 from .sse import Api, SSEDecoder
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -431,38 +429,14 @@ class Proxy:
                 self.recorder.created(method, parts, body, json.loads(bytes(kept)))
 
 
-@dataclass
-class ServedApp:
-    url: str
-    """Base URL for an OpenAI client, ending in ``/v1``."""
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+ServedApp = RunningServer
+"""A served proxy: its ``url`` and ``stop()``."""
 
 
-def serve_app(app: ASGIApp, *, port: int = 0) -> ServedApp:
+def serve_app(app: ASGIApp, *, port: int = 0) -> RunningServer:
     """Serve an ASGI app on 127.0.0.1 from a background thread; returns once it accepts
     connections (lifespan on, so the proxy closes its files when the server stops)."""
-    if not port:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    for _ in range(1000):
-        if server.started:
-            break
-        if not thread.is_alive():
-            raise OSError(f"cannot listen on 127.0.0.1:{port}")
-        threading.Event().wait(0.01)
-    else:
-        raise RuntimeError("the server did not start")
-    return ServedApp(f"http://127.0.0.1:{port}/v1", server, thread)
+    return serve_asgi(app, port=port, lifespan="on")
 
 
 def upstream_from_env() -> str:

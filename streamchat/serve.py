@@ -14,7 +14,7 @@ import socket
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 import uvicorn
@@ -201,18 +201,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve_in_thread(core: ReplayAPI, *, port: int = 0, app: Any = None) -> RunningServer:
-    """Serve ``core`` (or an ASGI ``app`` wrapping it) on 127.0.0.1 from a background
-    thread; returns once it accepts connections."""
+def serve_asgi(app: Any, *, port: int = 0, lifespan: Literal["auto", "on", "off"] = "auto") -> RunningServer:
+    """Serve an ASGI app on 127.0.0.1 from a background thread; returns once it accepts
+    connections (``OSError`` when the port cannot be had)."""
     port = port or _free_port()
-    config = uvicorn.Config(app or asgi_app(core), host="127.0.0.1", port=port, log_level="warning", lifespan="auto")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
-    for _ in range(500):
+    for _ in range(1000):
         if server.started:
             break
+        if not thread.is_alive():
+            raise OSError(f"cannot listen on 127.0.0.1:{port}")
         threading.Event().wait(0.01)
     else:
-        raise RuntimeError("the fake API server did not start")
+        raise RuntimeError("the server did not start")
     return RunningServer(f"http://127.0.0.1:{port}/v1", server, thread)
+
+
+def serve_in_thread(core: ReplayAPI, *, port: int = 0, app: Any = None) -> RunningServer:
+    """Serve ``core`` (or an ASGI ``app`` wrapping it) on 127.0.0.1 from a background
+    thread; returns once it accepts connections."""
+    return serve_asgi(app or asgi_app(core), port=port)
