@@ -405,7 +405,7 @@ def test_live_banner_record_toggle_download_and_new_chat(live_page: Any, apps: A
     page, fake = live_page, apps.fake
     text = banner(page)
     assert "Live" in text and "assistants" in text and "fake-model" in text and "recording this chat" in text
-    assert "server 127.0.0.1:" in text  # the fake server it talks to, not api.openai.com
+    assert "server 127.0.0.1:" in text  # the fake server it talks to, not the default one
     toggle = page.locator("#record-toggle input")
     assert toggle.is_checked()
 

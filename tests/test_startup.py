@@ -16,7 +16,7 @@ from conftest import ROOT, TEST_KEY, make_settings, replay_settings, run_turn
 
 from streamchat.config import ConfigError
 from streamchat.main import prepare
-from streamchat.options import check_server_env, server_label, settings_from
+from streamchat.options import DEFAULT_SERVER, check_server_env, server_label, settings_from
 from streamchat.recording import RecordingError
 from streamchat.replay import Player, normalize
 from streamchat.session import Runtime
@@ -146,7 +146,7 @@ def test_one_console_line_says_replay_or_live_and_why(caplog: pytest.LogCaptureF
 
 
 def test_server_label_is_host_and_port_of_the_base_url() -> None:
-    assert server_label(None) == "api.openai.com"
+    assert server_label(None) == DEFAULT_SERVER
     assert server_label("http://127.0.0.1:8000/v1") == "127.0.0.1:8000"
     assert server_label("https://user:secret@example.org/v1") == "example.org"
     assert server_label("localhost:11434/v1") == "localhost:11434"
@@ -158,7 +158,7 @@ def test_live_banner_names_the_server() -> None:
     live = Runtime(make_settings("responses", url="http://127.0.0.1:8123/v1"))
     assert "server `127.0.0.1:8123`" in banner_text(live)
     default = Runtime(make_settings("responses", url=""))  # no client call is made: only the banner is read
-    assert "server `api.openai.com`" in banner_text(default)
+    assert f"server `{DEFAULT_SERVER}`" in banner_text(default)
 
 
 def test_the_replay_banner_offers_the_next_recorded_prompt() -> None:

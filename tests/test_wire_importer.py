@@ -91,7 +91,7 @@ async def test_vcr_cassette_with_a_tool_loop(tmp_path: Path) -> None:
 
     def interaction(body: dict[str, Any], stream: str) -> dict[str, Any]:
         return {
-            "request": {"method": "POST", "uri": "https://api.openai.com/v1/chat/completions", "body": json.dumps(body)},
+            "request": {"method": "POST", "uri": "https://upstream.invalid/v1/chat/completions", "body": json.dumps(body)},
             "response": {
                 "status": {"code": 200, "message": "OK"},
                 "headers": {"Content-Type": ["text/event-stream; charset=utf-8"]},
@@ -119,11 +119,11 @@ async def test_har_file_base64_body(tmp_path: Path) -> None:
     har = {
         "log": {
             "entries": [
-                {"request": {"method": "GET", "url": "https://api.openai.com/v1/models"}, "response": {"status": 200}},
+                {"request": {"method": "GET", "url": "https://upstream.invalid/v1/models"}, "response": {"status": 200}},
                 {
                     "request": {
                         "method": "POST",
-                        "url": "https://api.openai.com/v1/responses",
+                        "url": "https://upstream.invalid/v1/responses",
                         "postData": {"text": json.dumps({"model": "gpt-y", "input": "Hello HAR", "stream": True})},
                     },
                     "response": {
@@ -152,9 +152,9 @@ async def test_session_record_assistants(tmp_path: Path) -> None:
     lines = [line + "\n" for line in body.split("\n")][:-1]
     record = {
         "Entries": [
-            {"RequestUri": "https://api.openai.com/v1/threads", "RequestMethod": "POST", "StatusCode": 200, "ResponseBody": {}},
+            {"RequestUri": "https://upstream.invalid/v1/threads", "RequestMethod": "POST", "StatusCode": 200, "ResponseBody": {}},
             {
-                "RequestUri": "https://api.openai.com/v1/threads/thread_1/runs",
+                "RequestUri": "https://upstream.invalid/v1/threads/thread_1/runs",
                 "RequestMethod": "POST",
                 "RequestBody": json.dumps({"assistant_id": "asst_1", "stream": True}),
                 "StatusCode": 200,
