@@ -36,7 +36,7 @@ from .backends.responses import ResponsesAdapter
 from .events import TurnStatus
 from .recording import RecordingWriter, header, new_recording_path
 from .replayapi.base import text_of
-from .serve import RunningServer, serve_asgi
+from .serve import RunningServer, read_body, serve_asgi
 from .sse import Api, SSEDecoder
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -318,12 +318,7 @@ class Proxy:
                     return
         if scope["type"] != "http":
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        raw = await read_body(receive)
         await self.forward(scope, raw, receive, send)
 
     async def forward(self, scope: dict[str, Any], raw: bytes, receive: Receive, send: Send) -> None:

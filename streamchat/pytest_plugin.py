@@ -34,7 +34,7 @@ from .recording import RecordedTurn, RecordingError, load_recording
 from .replay import Player, normalize
 from .replayapi import ReplayAPI, Script, TurnRequest
 from .replayapi.base import text_of
-from .serve import asgi_app
+from .serve import asgi_app, read_body
 from .sse import Api
 
 MODES = ("none", "once", "new_episodes", "all")
@@ -263,12 +263,7 @@ class EpisodesRouter:
         if scope["type"] != "http":
             await self.proxy(scope, receive, send)  # lifespan: the proxy closes its files
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        raw = await read_body(receive)
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:

@@ -434,11 +434,6 @@ class RecordingWriter:
         self._release()
         self._write({"kind": "end", "turn": self._turn, "t": self._t(), "status": status})
 
-    @property
-    def turns(self) -> int:
-        """Turns begun in this file so far (the next one's index)."""
-        return self._turn + 1
-
     def feedback(self, turn: int, value: str | None) -> bool:
         """A visitor's vote on turn ``turn``'s answer (``like``, ``dislike``, or None for a
         vote taken back); False when it cannot be written here (closed, stopped)."""

@@ -92,13 +92,18 @@ async def _read_body(scope: dict[str, Any], receive: Receive, limit: int) -> byt
                     raise too_large(limit)
             except ValueError:
                 raise Invalid(400, "Bad Content-Length.", None, "invalid_request") from None
+    return await read_body(receive, limit)
+
+
+async def read_body(receive: Receive, limit: int | None = None) -> bytes:
+    """An ASGI request's whole body (``Invalid`` 413 once it passes ``limit``, if given)."""
     raw = bytearray()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             break
         raw += message.get("body", b"")
-        if len(raw) > limit:
+        if limit is not None and len(raw) > limit:
             raise too_large(limit)
         if not message.get("more_body"):
             break

@@ -429,7 +429,7 @@ class ChatApp:
         slot.local.discard(position)  # a place freed by undo or retry holds a new answer
         slot.recorded_turns.pop(position, None)
         writer = session.recorder
-        begun = writer.turns if writer is not None else 0
+        begun = writer.turn_number + 1 if writer is not None else 0
         value: Any = None
         slot.idle.clear()
         slot.stop.clear()
@@ -439,8 +439,8 @@ class ChatApp:
                 yield value
         finally:
             slot.idle.set()
-            if session.recorder is not None and session.recorder.turns > (begun if session.recorder is writer else 0):
-                slot.recorded_turns[position] = (session.recorder, session.recorder.turns - 1)
+            if session.recorder is not None and session.recorder.turn_number + 1 > (begun if session.recorder is writer else 0):
+                slot.recorded_turns[position] = (session.recorder, session.recorder.turn_number)
         past = session.player.match(message, position) if session.player is not None else None
         if past is not None and past.feedback is not None and value is not None:  # replay shows the recorded vote
             yield with_past_vote(value, past.feedback)
