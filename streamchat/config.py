@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import yaml
 
+from .attachments import DOCUMENT_TYPES, IMAGE_TYPES, Limits
 from .sse import APIS, Api
 
 BUILTIN_TOOL_TYPES = ("code_interpreter", "file_search", "web_search")
@@ -85,6 +86,8 @@ class Config:
     ui: UISettings = UISettings()
     replay: Path | None = None
     """The recording (file or folder) to replay when there is no key and no ``--replay``."""
+    attachments: Limits = field(default_factory=Limits)
+    """What files a message may carry (``attachments:``; docs/attachments.md)."""
     source_text: str = ""
     """The YAML as read, kept for the digest a recording's header carries."""
 
@@ -116,8 +119,10 @@ _TOP_KEYS = {
     "tools": list,
     "ui": dict,
     "replay": str,
+    "attachments": dict,
 }
 _REQUIRED = ("name", "instructions", "model")
+_ATTACHMENT_KEYS = {"max_file_mb": (int, float), "max_files": int, "types": list, "inline_text_kb": (int, float)}
 _UI_KEYS = {"title": str, "description": str, "examples": list}
 _FUNCTION_KEYS = {
     "type": str,
@@ -182,6 +187,28 @@ def _tool(raw: Any, i: int) -> ToolSpec:
     )
 
 
+def _limits(raw: Any) -> Limits:
+    """The ``attachments:`` section: size and count limits, accepted types."""
+    if raw is None:
+        return Limits()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"attachments: expected a mapping, got {type(raw).__name__}")
+    _check(raw, _ATTACHMENT_KEYS, "attachments.")
+    for key in ("max_file_mb", "inline_text_kb"):
+        if key in raw and not 0 <= raw[key] < math.inf:
+            raise ConfigError(f"attachments.{key}: expected a number of at least 0, got {raw[key]}")
+    if raw.get("max_files", 0) < 0:
+        raise ConfigError(f"attachments.max_files: expected a number of at least 0, got {raw['max_files']}")
+    known = (*IMAGE_TYPES, *DOCUMENT_TYPES)
+    types = raw.get("types", list(Limits.types))
+    for i, kind in enumerate(types):
+        kind = "jpeg" if kind == "jpg" else kind
+        if kind not in known:
+            raise ConfigError(f"attachments.types[{i}]: expected one of {', '.join(known)}, got {kind!r}")
+    fields: dict[str, Any] = {k: v for k, v in raw.items() if k != "types"}
+    return Limits(**fields, types=tuple("jpeg" if t == "jpg" else t for t in types))
+
+
 def parse_config(text: str, *, origin: str = "config", base: Path | None = None) -> Config:
     """Validate a config's text; ``base`` is the folder relative paths (``replay``) start from."""
     try:
@@ -231,6 +258,7 @@ def parse_config(text: str, *, origin: str = "config", base: Path | None = None)
             examples=tuple(examples),
         ),
         replay=Path(os.path.normpath((base or Path()) / replay)) if replay else None,
+        attachments=_limits(raw.get("attachments")),
         source_text=text,
     )
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +19,7 @@ import httpx2
 import openai
 
 from . import events as ev
+from .attachments import Attachment
 from .backends import BACKENDS, Backend, Conversation, TurnContext
 from .backends.base import WAIT_STATUS, NullTap, RetryingClient, ToolRunner, describe_error, redact
 from .backends.history import answered_key, history_key, visible
@@ -211,6 +212,15 @@ class Runtime:
                 await self.backend.close()
 
 
+def user_content(message: str, attachments: Sequence[Attachment]) -> Any:
+    """The user's message as the page shows it: its files (as Gradio's file parts), then
+    its text; plain text when it has no files."""
+    if not attachments:
+        return message
+    parts: list[Any] = [{"type": "file", "file": {"path": str(a.path or a.name), "orig_name": a.name}} for a in attachments]
+    return [*parts, {"type": "text", "text": message}] if message else parts
+
+
 BUSY = "Another answer is still streaming in this chat; send this message when it has finished."
 
 
@@ -293,7 +303,11 @@ class ChatSession:
     # -- one turn -------------------------------------------------------------------
 
     async def turn(
-        self, message: str, history: list[dict[str, Any]], stop: asyncio.Event | None = None
+        self,
+        message: str,
+        history: list[dict[str, Any]],
+        stop: asyncio.Event | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> AsyncGenerator[str | list[dict[str, Any]], None]:
         """Stream one turn as UI values: at most one per ``coalesce`` seconds, the
         first at once, the last always. Never raises for API trouble: every failure
@@ -302,9 +316,11 @@ class ChatSession:
         Setting ``stop`` ends the turn from inside: its last value (the partial answer
         and the "⏹ Stopped" line) is yielded like any other, so the caller keeps it.
         Closing this generator instead ends the turn at once, with nothing more yielded.
+
+        ``attachments`` are the message's files, already checked (``attachments.inspect``).
         """
         transcript = Transcript(clock=time.monotonic)
-        updates = self.turn_events(message, history, transcript)
+        updates = self.turn_events(message, history, transcript, attachments)
         stopped = asyncio.ensure_future((stop or asyncio.Event()).wait())
         step: asyncio.Future[Any] | None = None
         try:
@@ -332,7 +348,7 @@ class ChatSession:
             await updates.aclose()
 
     async def turn_events(
-        self, message: str, history: list[dict[str, Any]], transcript: Transcript
+        self, message: str, history: list[dict[str, Any]], transcript: Transcript, attachments: Sequence[Attachment] = ()
     ) -> AsyncGenerator[None, None]:
         """Feed ``transcript`` and yield whenever the UI should show it (coalesced)."""
         if self._turn_running:  # one turn at a time: two would mix in the recording and the thread
@@ -341,13 +357,15 @@ class ChatSession:
             return
         self._turn_running = True
         try:
-            async with contextlib.aclosing(self._one_turn(message, history, transcript)) as steps:
+            async with contextlib.aclosing(self._one_turn(message, history, transcript, tuple(attachments))) as steps:
                 async for step in steps:
                     yield step
         finally:
             self._turn_running = False
 
-    async def _one_turn(self, message: str, history: list[dict[str, Any]], transcript: Transcript) -> AsyncGenerator[None, None]:
+    async def _one_turn(
+        self, message: str, history: list[dict[str, Any]], transcript: Transcript, attachments: tuple[Attachment, ...]
+    ) -> AsyncGenerator[None, None]:
         position = sum(1 for m in history if m.get("role") == "user")
         self.last_status = None
         self._said_replaced = False
@@ -360,7 +378,7 @@ class ChatSession:
         parent = conv.recorded.get(history_key(visible(history)))
         if self.playback is not None:
             self.playback.follow(parent)  # replay follows the branch recorded
-        answer = self._answer_locally(message, position)
+        answer = self._answer_locally(message, position, attachments)
         if answer is not None:  # nothing to ask the API: say so in the chat
             transcript.handle_event(answer)
             transcript.handle_event(ev.turn_end("completed"))
@@ -370,9 +388,9 @@ class ChatSession:
         backend = self.backend
         recorder = self._recorder()
         if recorder is not None:
-            recorder.begin_turn(message, position=position, parent=parent)
+            recorder.begin_turn(message, position=position, parent=parent, attachments=[a.meta() for a in attachments] or None)
         queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
-        ctx = TurnContext(tap=recorder or NullTap(), run_tool=self._tool_runner(message, position))
+        ctx = TurnContext(tap=recorder or NullTap(), run_tool=self._tool_runner(message, position), attachments=attachments)
         ctx.max_output_tokens = self.runtime.settings.max_output_tokens
         pump = asyncio.ensure_future(self._pump(backend, message, history, ctx, queue))
         # Live, before the first token, silence gets a status line that the answer
@@ -402,7 +420,8 @@ class ChatSession:
                 transcript.handle_event(ev.turn_end("cancelled"))
             self.last_status = transcript.status
             # Which visible history the remote state now holds (only a complete answer).
-            shown = answered_key(history, message, transcript.snapshot()) if transcript.status == "completed" else None
+            asked = user_content(message, attachments)
+            shown = answered_key(history, asked, transcript.snapshot()) if transcript.status == "completed" else None
             conv.settle(shown)
             self._note_turn(conv, shown, recorder, message, position)
             if recorder is not None:
@@ -422,10 +441,10 @@ class ChatSession:
             if served is not None:
                 conv.recorded[shown] = served.index
 
-    def _answer_locally(self, message: str, position: int) -> StreamEvent | None:
+    def _answer_locally(self, message: str, position: int, attachments: tuple[Attachment, ...] = ()) -> StreamEvent | None:
         """The reply for a message no API should see: an empty one, or (replay) one no
         recorded turn answers — never someone else's answer."""
-        if not message.strip():
+        if not message.strip() and not attachments:
             return ev.notice("Type a message first.")
         return self.playback.answer_locally(message, position) if self.playback is not None else None
 

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Protocol
 import httpx2
 import openai
 
+from ..attachments import Attachment
 from ..config import Config
 from ..events import StreamEvent, TurnStatus
 from ..redact import redact as redact  # the one policy; importable from here for now
@@ -97,6 +98,9 @@ class TurnContext:
     max_rounds: int = MAX_TOOL_ROUNDS
     max_output_tokens: int | None = None
     """The answer's length cap, sent with each request (``Backend.token_cap``)."""
+    attachments: tuple[Attachment, ...] = ()
+    """The files of the user's message, checked (``attachments.inspect``): each driver
+    sends them in its API's own form with the message."""
 
 
 @dataclass
@@ -141,6 +145,12 @@ class Conversation:
     it ends with, so each turn's ``parent`` is known."""
     chain_only: bool = False
     """Responses: the server has no Conversations API; chain ``previous_response_id``."""
+    uploads: dict[str, str] = field(default_factory=dict)
+    """Files this session uploaded to the provider, by SHA-256: their file ids, deleted
+    with the session (``end_session``), reused when the same file comes again."""
+    vector_store_id: str | None = None
+    """The session's own vector store (file_search over its uploads): created on the first
+    document, deleted with the session."""
 
     def settle(self, key: str | None) -> None:
         """The turn ended: ``key`` names the visible history with its answer (None when

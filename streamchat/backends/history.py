@@ -93,7 +93,7 @@ def user_count(messages: list[dict[str, str]]) -> int:
     return sum(1 for m in messages if m["role"] == "user")
 
 
-def answered_key(history: list[dict[str, Any]], message: str, answer: list[dict[str, Any]]) -> str:
-    """The key of the history the page shows once ``message`` got ``answer`` (the
-    turn's messages, as the chat function yielded them)."""
+def answered_key(history: list[dict[str, Any]], message: Any, answer: list[dict[str, Any]]) -> str:
+    """The key of the history the page shows once ``message`` (its content: text, or
+    parts with files) got ``answer`` (the turn's messages, as the chat function yielded them)."""
     return history_key(visible([*history, {"role": "user", "content": message}, *answer]))
