@@ -18,6 +18,7 @@ EventKind = Literal[
     "tool_done",
     "tool_output",
     "citation",
+    "file",
     "reasoning",
     "notice",
     "waiting",
@@ -65,7 +66,9 @@ class StreamEvent:
     """How the turn ended; set only on `turn_end`."""
 
     url: str | None = None
-    """Where a citation points (a link, or `file:<name>` for a file), if known."""
+    """Where a citation points (a link, or `file:<name>` for a file), if known; for a
+    `file` (one a tool produced: a plot, a CSV), the local path of its downloaded copy,
+    with its name in ``text`` and its type in ``extra["mime"]``."""
 
     extra: dict[str, Any] = field(default_factory=dict)
     """Small provider-neutral details a view may use (e.g. `{"server": True}` for a

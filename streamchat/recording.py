@@ -9,8 +9,10 @@ line by number, and keeps everything that is valid.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
+import hashlib
 import json
 import os
 import re
@@ -427,6 +429,14 @@ class RecordingWriter:
     def tool_output(self, call_id: str, output: str) -> None:
         self._release()
         self._write({"kind": "tool_output", "turn": self._turn, "t": self._t(), "call_id": call_id, "output": output})
+
+    def output_file(self, file_id: str, name: str, data: bytes) -> None:
+        """A file a tool produced: kept whole (base64) so replay can serve it again."""
+        self._release()
+        line = {"kind": "file", "turn": self._turn, "t": self._t(), "file_id": file_id, "name": name, "size": len(data)}
+        line["sha256"] = hashlib.sha256(data).hexdigest()
+        line["data"] = base64.b64encode(data).decode("ascii")
+        self._write(line)
 
     def end_turn(self, status: TurnStatus) -> None:
         if self._turn < 0:

@@ -25,6 +25,7 @@ import typing
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import httpx2
@@ -58,6 +59,9 @@ class Tap(Protocol):
 
     def tool_output(self, call_id: str, output: str) -> None: ...
 
+    def output_file(self, file_id: str, name: str, data: bytes) -> None:
+        """A file a tool produced, as downloaded (replay serves it back from here)."""
+
 
 class NullTap:
     def stream_started(self) -> None:
@@ -67,6 +71,9 @@ class NullTap:
         pass
 
     def tool_output(self, call_id: str, output: str) -> None:
+        pass
+
+    def output_file(self, file_id: str, name: str, data: bytes) -> None:
         pass
 
 
@@ -101,6 +108,9 @@ class TurnContext:
     attachments: tuple[Attachment, ...] = ()
     """The files of the user's message, checked (``attachments.inspect``): each driver
     sends them in its API's own form with the message."""
+    outputs: Path | None = None
+    """Where files that tools produce are saved once downloaded (the session's own
+    temporary folder); None: not downloaded, only named."""
 
 
 @dataclass
