@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.parser
+import email.policy
 import json
 import socket
 import threading
@@ -31,6 +33,36 @@ def _json_body(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
+
+
+def multipart_body(raw: bytes, content_type: str) -> dict[str, Any]:
+    """A ``multipart/form-data`` body (a file upload) as a dict: text fields as strings,
+    file fields as ``{"filename", "content_type", "data": bytes}``; ``Invalid`` if unparsable."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw
+    )
+    if not message.is_multipart():
+        raise Invalid(400, "The multipart body could not be parsed.", None, "invalid_multipart")
+    out: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        data = part.get_payload(decode=True)
+        data = data if isinstance(data, bytes) else b""
+        filename = part.get_filename()
+        if filename is not None:
+            out[name] = {"filename": filename, "content_type": part.get_content_type(), "data": data}
+        else:
+            out[name] = data.decode("utf-8", "replace")
+    return out
+
+
+def _body(raw: bytes, content_type: str) -> Any:
+    """A request body by its type: multipart (uploads) or JSON (``Invalid`` when bad)."""
+    if content_type.startswith("multipart/form-data"):
+        return multipart_body(raw, content_type)
+    return parse_body(raw)
 
 
 async def _logged_stream(core: ReplayAPI, path: str, stream: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
@@ -67,7 +99,9 @@ class ReplayTransport(httpx2.AsyncBaseTransport):
         self.core = core
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        body = _json_body(await request.aread())
+        raw = await request.aread()
+        content_type = request.headers.get("content-type", "")
+        body = multipart_body(raw, content_type) if content_type.startswith("multipart/form-data") else _json_body(raw)
         headers = {k.lower(): v for k, v in request.headers.items()}
         query = request.url.query.decode() if isinstance(request.url.query, bytes) else str(request.url.query)
         path = f"{request.url.path}?{query}" if query else request.url.path  # list routes read the query
@@ -75,6 +109,8 @@ class ReplayTransport(httpx2.AsyncBaseTransport):
         if reply.stream is not None:
             stream = _Body(_logged_stream(self.core, request.url.path, reply.stream))
             return httpx2.Response(reply.status, headers=reply.headers, stream=stream, request=request)
+        if reply.raw is not None:
+            return httpx2.Response(reply.status, headers=reply.headers, content=reply.raw, request=request)
         return httpx2.Response(reply.status, headers=reply.headers, json=reply.body, request=request)
 
 
@@ -141,7 +177,8 @@ def asgi_app(
         if scope["type"] != "http":
             return
         try:
-            request_body = parse_body(await _read_body(scope, receive, max_body))
+            content_type = next((v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"content-type"), "")
+            request_body = _body(await _read_body(scope, receive, max_body), content_type)
             check_request(scope["method"], scope["path"], request_body)
         except Invalid as exc:
             reply = Reply(exc.status, exc.body())
@@ -152,8 +189,11 @@ def asgi_app(
             reply = await core.handle(scope["method"], path, request_body, headers)
         out_headers = [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         if reply.stream is None:
-            payload = json.dumps(redact.scrub(reply.body, None) if redact_output else reply.body).encode()
-            out_headers.append((b"content-type", b"application/json"))
+            if reply.raw is not None:
+                payload = reply.raw
+            else:
+                payload = json.dumps(redact.scrub(reply.body, None) if redact_output else reply.body).encode()
+                out_headers.append((b"content-type", b"application/json"))
             await send({"type": "http.response.start", "status": reply.status, "headers": out_headers})
             await send({"type": "http.response.body", "body": payload})
             return

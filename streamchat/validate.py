@@ -13,8 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-MAX_BODY = 1024 * 1024
-"""Bytes a request body may have (``--max-body`` changes it for the replay server)."""
+MAX_BODY = 32 * 1024 * 1024
+"""Bytes a request body may have (``--max-body`` changes it for the replay server): room
+for a message carrying a 20 MiB image as a data URL (base64 adds a third) or an upload."""
 MAX_DEPTH = 64
 """Nesting levels of arrays and objects a body may have."""
 

@@ -93,6 +93,9 @@ def fake(_server_pair: tuple[Fake, RunningServer]) -> Fake:
     fake.core.log.clear()
     fake.core.objects.clear()
     fake.core.contexts.clear()
+    fake.core.files.files.clear()
+    fake.core.files.stores.clear()
+    fake.core.files.containers.clear()
     fake.core.speed = 0.0
     fake.core.api_key = TEST_KEY
     return fake

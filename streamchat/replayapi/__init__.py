@@ -26,6 +26,7 @@ from typing import Any
 
 from ..sse import Api, frame_raw
 from .base import (
+    ATTACHMENT_ROLES,
     Context,
     Logged,
     Reply,
@@ -34,10 +35,21 @@ from .base import (
     StreamSource,
     Turn,
     TurnRequest,
+    attachments_after,
     error,
 )
 
-__all__ = ["Context", "Logged", "ReplayAPI", "Reply", "Script", "StreamDropped", "StreamSource", "TurnRequest"]
+__all__ = [
+    "ATTACHMENT_ROLES",
+    "Context",
+    "Logged",
+    "ReplayAPI",
+    "Reply",
+    "Script",
+    "StreamDropped",
+    "StreamSource",
+    "TurnRequest",
+]
 
 FAST_CHUNK = 64
 """At speed 0, frames sent per chunk (one write, one read for the client): per-chunk
@@ -62,6 +74,7 @@ class ReplayAPI:
     ) -> None:
         from .assistants import AssistantsHandler
         from .chat import ChatHandler
+        from .files import FilesHandler
         from .responses import ResponsesHandler
 
         self.source = source
@@ -77,6 +90,7 @@ class ReplayAPI:
         self.responses = ResponsesHandler(self)
         self.assistants = AssistantsHandler(self)
         self.chat = ChatHandler(self)
+        self.files = FilesHandler(self)
 
     # -- helpers ------------------------------------------------------------------
 
@@ -139,22 +153,33 @@ class ReplayAPI:
             reply = self.responses.route(method, parts, body, query)
         elif head in ("assistants", "threads"):
             reply = self.assistants.route(method, parts, body, query)
+        elif head in ("files", "vector_stores", "containers"):
+            reply = self.files.route(method, parts, body, query)
         else:
             reply = None
         return reply or error(404, f"Unknown route {method} /{'/'.join(parts)}.", "unknown_url")
 
     # -- streaming ----------------------------------------------------------------
 
-    def script(self, api: Api, turn: Turn, body: dict[str, Any], context: Context) -> Script | Reply:
-        """Log what the model sees and ask the source what to send; a Reply is an error."""
+    def lookup(self, file_id: str) -> str | None:
+        """The SHA-256 of an uploaded file's bytes (handlers name attachments by it)."""
+        return self.files.sha256(file_id)
+
+    def script(
+        self, api: Api, turn: Turn, body: dict[str, Any], context: Context, stores: list[str] | None = None
+    ) -> Script | Reply:
+        """Log what the model sees (and the vector stores it may search) and ask the
+        source what to send; a Reply is an error."""
         if body.get("stream") is not True:
             return error(400, "This server answers streaming requests only (stream: true).", "stream_required")
         self.contexts.append(list(context))
+        searchable = {s: self.files.store_files(s) for s in stores} if stores else None
         for entry in reversed(self.log):
             if entry.event == "request":
                 entry.context = list(context)
+                entry.stores = searchable
                 break
-        request = TurnRequest(api, turn.user, turn.position, turn.stream, body, tuple(context))
+        request = TurnRequest(api, turn.user, turn.position, turn.stream, body, tuple(context), attachments_after(context))
         script = self.source(request)
         if script.status != 200:
             err = script.error or {"message": "Error.", "type": "server_error", "code": None}
@@ -162,6 +187,8 @@ class ReplayAPI:
         return script
 
     def serve(self, script: Script, started: float) -> Reply:
+        for file_id, (name, data) in script.files.items():  # what its tools made, for download
+            self.files.produced(file_id, name, data)
         headers = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", **script.headers}
         return Reply(200, stream=self._paced(script, started), headers=headers, delay=self._delay(script))
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..backends.assistants import event_name
-from .base import Context, Reply, Script, Turn, error, text_of, turn_of
+from .base import Context, Reply, Script, Turn, error, message_context, text_of, turn_of
 
 if TYPE_CHECKING:
     from . import ReplayAPI
@@ -60,9 +60,20 @@ class AssistantsHandler:
         self.core = core
         self.threads: dict[str, _Thread] = {}
 
-    def _message(self, thread_id: str, role: str, text: str) -> dict[str, Any]:
-        content = [{"type": "text", "text": {"value": text, "annotations": []}}]
+    def _message(self, thread_id: str, role: str, given: Any, attachments: Any = None) -> dict[str, Any]:
+        """A thread message as the API keeps it: text parts as ``{value, annotations}``,
+        image parts as given, and the files attached for the thread's tools."""
+        if not isinstance(given, list):
+            given = [{"type": "text", "text": text_of(given)}]
+        content = [
+            {"type": "text", "text": {"value": text_of([p]), "annotations": []}}
+            if isinstance(p, dict) and p.get("type") == "text"
+            else p
+            for p in given
+            if isinstance(p, dict)
+        ]
         message = {
+            "attachments": attachments if isinstance(attachments, list) else [],
             "id": self.core.new_id("msg"),
             "object": "thread.message",
             "created_at": int(time.time()),
@@ -75,14 +86,25 @@ class AssistantsHandler:
         return message
 
     def context(self, thread: _Thread) -> Context:
-        out: Context = [(m["role"], text_of(m["content"])) for m in thread.messages if m["role"] in ("user", "assistant")]
+        out: Context = []
+        for m in thread.messages:
+            if m["role"] in ("user", "assistant"):
+                out += message_context(m["role"], m["content"], self.core.lookup, m.get("attachments"))
         return out + thread.run_tools
+
+    def stores(self, thread_id: str, body: dict[str, Any]) -> list[str]:
+        """The vector stores a run may search: its thread's and its assistant's."""
+        found: list[str] = []
+        for owner in (self.core.objects.get(thread_id), self.core.objects.get(str(body.get("assistant_id")))):
+            resources = (owner or {}).get("tool_resources") or {}
+            found += [str(s) for s in (resources.get("file_search") or {}).get("vector_store_ids") or []]
+        return found
 
     def route(self, method: str, parts: list[str], body: dict[str, Any], query: dict[str, str]) -> Reply | None:
         n = len(parts)
         if parts[0] == "assistants":
             if method == "POST" and n == 1:
-                fields = {k: body.get(k) for k in ("name", "model", "instructions", "tools", "temperature")}
+                fields = {k: body.get(k) for k in ("name", "model", "instructions", "tools", "temperature", "tool_resources")}
                 fields["tools"] = fields["tools"] or []
                 return Reply(200, self.core.create("assistant", "asst", **fields))
             if method == "DELETE" and n == 2:
@@ -92,10 +114,12 @@ class AssistantsHandler:
             initial = body.get("messages") or []
             if len(initial) > 32:
                 return error(400, "messages: at most 32 messages.", "too_many_messages")
-            thread_obj = self.core.create("thread", "thread", tool_resources=None)
+            thread_obj = self.core.create("thread", "thread", tool_resources=body.get("tool_resources"))
             new = self.threads[thread_obj["id"]] = _Thread()
             for m in initial:
-                new.messages.append(self._message(thread_obj["id"], m.get("role", "user"), text_of(m.get("content"))))
+                new.messages.append(
+                    self._message(thread_obj["id"], m.get("role", "user"), m.get("content"), m.get("attachments"))
+                )
             return Reply(200, thread_obj)
         thread_id = parts[1]
         thread = self.threads.get(thread_id)
@@ -104,6 +128,13 @@ class AssistantsHandler:
         if method == "DELETE" and n == 2:
             del self.threads[thread_id]
             return self.core.delete(thread_id, "thread")
+        if method == "POST" and n == 2:  # modify: tool_resources, metadata
+            for key in ("tool_resources", "metadata"):
+                if key in body:
+                    self.core.objects[thread_id][key] = body[key]
+            return Reply(200, self.core.objects[thread_id])
+        if method == "GET" and n == 2:
+            return Reply(200, self.core.objects[thread_id])
         if n >= 3 and parts[2] == "messages":
             return self._messages(method, parts, body, query, thread_id, thread)
         if method == "POST" and n == 3 and parts[2] == "runs":
@@ -132,7 +163,7 @@ class AssistantsHandler:
     ) -> Reply | None:
         n = len(parts)
         if method == "POST" and n == 3:
-            message = self._message(thread_id, body.get("role", "user"), text_of(body.get("content")))
+            message = self._message(thread_id, body.get("role", "user"), body.get("content"), body.get("attachments"))
             thread.messages.append(message)
             return Reply(200, message)
         if method == "GET" and n == 3:
@@ -155,7 +186,8 @@ class AssistantsHandler:
         self, thread_id: str, thread: _Thread, body: dict[str, Any], context: Context, placed: tuple[str, int, int]
     ) -> Reply:
         user, position, rounds = placed
-        script = self.core.script("assistants", Turn(user, position, rounds, thread.started), body, context)
+        turn = Turn(user, position, rounds, thread.started)
+        script = self.core.script("assistants", turn, body, context, self.stores(thread_id, body))
         if isinstance(script, Reply):
             return script
         for _, text in _run_messages(script):

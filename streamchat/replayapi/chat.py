@@ -7,20 +7,20 @@ import json
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from .base import Context, Reply, Turn, error, text_of, turn_of
+from .base import Context, FileLookup, Reply, Turn, error, message_context, text_of, turn_of
 
 if TYPE_CHECKING:
     from . import ReplayAPI
 
 
-def context_of(messages: list[Any]) -> Context:
+def context_of(messages: list[Any], lookup: FileLookup = lambda _: None) -> Context:
     out: Context = []
     for m in messages:
         if not isinstance(m, dict):
             continue
         role = m.get("role")
-        if role in ("user", "assistant") and text_of(m.get("content")):
-            out.append((str(role), text_of(m.get("content"))))
+        if role in ("user", "assistant"):
+            out += message_context(str(role), m.get("content"), lookup)
         if role == "assistant":
             for call in m.get("tool_calls") or []:
                 fn = call.get("function") or {}
@@ -41,7 +41,7 @@ class ChatHandler:
         messages = body.get("messages")
         if not isinstance(messages, list):
             return error(400, "messages: expected a list.", "invalid_value")
-        context = context_of(messages)
+        context = context_of(messages, self.core.lookup)
         placed = turn_of(context)
         if placed is None:
             return error(400, "messages: no user message.", "invalid_value")

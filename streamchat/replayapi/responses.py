@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..sse import RawEvent
-from .base import Context, Reply, Script, Turn, error, text_of, turn_of
+from .base import Context, FileLookup, Reply, Script, Turn, error, message_context, text_of, turn_of
 
 if TYPE_CHECKING:
     from . import ReplayAPI
@@ -50,26 +50,36 @@ def as_item(value: Any) -> dict[str, Any] | None:
     return item
 
 
-def seen(item: dict[str, Any]) -> tuple[str, str] | None:
+def seen(item: dict[str, Any], lookup: FileLookup) -> Context:
     """What the model sees of one item (see ``Context``)."""
     kind = item.get("type")
     if kind == "message":
         role = item.get("role")
         if role in ("user", "assistant"):
-            return str(role), text_of(item.get("content"))
-        return None  # system and developer messages: instructions
+            return message_context(str(role), item.get("content"), lookup)
+        return []  # system and developer messages: instructions
     if kind == "function_call":
-        return "tool_call", f"{item.get('name', '')}({item.get('arguments', '')})"
+        return [("tool_call", f"{item.get('name', '')}({item.get('arguments', '')})")]
     if kind == "function_call_output":
         output = item.get("output")
-        return "tool_output", output if isinstance(output, str) else text_of(output)
+        return [("tool_output", output if isinstance(output, str) else text_of(output))]
     if isinstance(kind, str) and kind.endswith("_call"):
-        return "tool_call", kind
-    return None
+        return [("tool_call", kind)]
+    return []
 
 
-def context_of(items: list[dict[str, Any]]) -> Context:
-    return [s for s in (seen(i) for i in items) if s is not None]
+def context_of(items: list[dict[str, Any]], lookup: FileLookup = lambda _: None) -> Context:
+    return [entry for item in items for entry in seen(item, lookup)]
+
+
+def search_stores(body: dict[str, Any]) -> list[str]:
+    """The vector stores a request's file_search tool may search."""
+    return [
+        str(store)
+        for tool in body.get("tools") or []
+        if isinstance(tool, dict) and tool.get("type") == "file_search"
+        for store in tool.get("vector_store_ids") or []
+    ]
 
 
 def _output_items(script: Script) -> list[dict[str, Any]]:
@@ -185,14 +195,14 @@ class ResponsesHandler:
             started = self.stored[previous].started
         else:
             before, started = [], 0.0
-        context = context_of(before + new_items)
+        context = context_of(before + new_items, self.core.lookup)
         placed = turn_of(context)
         if placed is None:
             return error(400, "No user message and no earlier response to continue.", "no_message")
         user, position, rounds = placed
         if any(i.get("type") == "message" and i.get("role") == "user" for i in new_items):
             started = self.core.clock()
-        script = self.core.script("responses", Turn(user, position, rounds, started), body, context)
+        script = self.core.script("responses", Turn(user, position, rounds, started), body, context, search_stores(body))
         if isinstance(script, Reply):
             return script
         response_id = self.core.new_id("resp")
