@@ -10,7 +10,9 @@ The output is deterministic: tests regenerate it and compare with the files.
 
 from __future__ import annotations
 
+import struct
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -393,6 +395,82 @@ def add_tool_recordings(files: dict[str, list[dict[str, Any]]]) -> None:
                 seed=26,
             )
         ],
+    )
+
+    add_multimodal(files)
+
+
+def bar_chart_png() -> bytes:
+    """A 160×100 PNG: three bars (red, green, blue) rising left to right on white, drawn
+    here so the image question's recording carries the very bytes it asks about."""
+    width, height = 160, 100
+    bars = [(20, 35, (220, 50, 50)), (65, 60, (40, 170, 70)), (110, 85, (50, 90, 220))]
+    rows = []
+    for y in range(height):
+        row = bytearray(b"\x00")
+        for x in range(width):
+            colour = (255, 255, 255)
+            for left, tall, rgb in bars:
+                if left <= x < left + 30 and y >= height - 5 - tall and y < height - 5:
+                    colour = rgb
+            if y == height - 5:
+                colour = (60, 60, 60)  # the baseline
+            row += bytes(colour)
+        rows.append(bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    head = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = zlib.compress(b"".join(rows), 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+LAUNCH_PLAN = """# Aurora launch plan
+
+- **Launch date:** Tuesday 16 March, 09:00 UTC.
+- **Go/no-go call:** Monday 15 March, 16:00 UTC; Priya Raman (engineering) and
+  Tomás Ortega (support) must both say go.
+- **Sign-off:** Dana Whitfield, head of product, signs off on the release notes.
+- **Rollback:** the previous build stays deployable for 48 hours after launch.
+"""
+
+
+def add_multimodal(files: dict[str, list[dict[str, Any]]]) -> None:
+    """Files in: an image question, and a question over a document the user uploads
+    (file_search over the session's own vector store)."""
+    chart = bar_chart_png()
+    answer = (
+        "It's a simple bar chart on a white background: three bars rising from left to right — "
+        "a short **red** one, a medium **green** one and the tallest, **blue**, on a dark baseline. "
+        "There are no labels or axes, so it shows a trend (each value higher than the last) rather than exact figures."
+    )
+    image_turn = text_turn("responses", "What does this chart show?", answer, seed=31)
+    image_turn.attachments = [("bar-chart.png", "image/png", chart)]
+    files["17-image-question"] = lines(
+        "responses",
+        "An image question",
+        "Responses API: a question about an attached image (sent as input_image); the image is kept in the recording and shown again on replay.",
+        [image_turn],
+    )
+    said = (
+        "The launch is on **Tuesday 16 March at 09:00 UTC**, and Dana Whitfield, head of product, signs off on the release notes."
+    )
+    search = synth.FileSearchCall(["launch date", "sign-off"], results=[("file-launchplan01", "launch-plan.md", 0.93)])
+    doc_turn = builtin_turn(
+        "responses",
+        "When is the launch, and who signs off?",
+        synth.split_text(said, 4),
+        builtins=[search],
+        annotations=[{"type": "file_citation", "file_id": "file-launchplan01", "filename": "launch-plan.md", "index": len(said)}],
+        seed=32,
+    )
+    doc_turn.attachments = [("launch-plan.md", "text/markdown", LAUNCH_PLAN.encode("utf-8"))]
+    files["18-file-search-upload"] = lines(
+        "responses",
+        "A question over an uploaded document",
+        "Responses API: the user attaches a document; it goes to the session's own vector store, file_search finds it, and the answer cites it.",
+        [doc_turn],
     )
 
 

@@ -132,7 +132,8 @@ def startup_lines(caplog: pytest.LogCaptureFixture, argv: list[str], env: dict[s
 
 def test_one_console_line_says_replay_or_live_and_why(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     (line,) = startup_lines(caplog, [], {})
-    assert line.startswith("replay mode (no OPENAI_API_KEY is set)") and "16 recordings" in line
+    bundled = len(list((ROOT / "recordings").glob("*.jsonl")))
+    assert line.startswith("replay mode (no OPENAI_API_KEY is set)") and f"{bundled} recordings" in line
     (line,) = startup_lines(caplog, ["--replay", str(ROOT / "recordings" / "02-multi-turn.jsonl")], {"OPENAI_API_KEY": TEST_KEY})
     assert line.startswith("replay mode (--replay was given): 1 recording")
     (line,) = startup_lines(caplog, [], {"STREAMCHAT_REPLAY": str(ROOT / "recordings")})

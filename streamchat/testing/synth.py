@@ -727,6 +727,19 @@ class SynthTurn:
     """The end object's status; None writes no end object (a cut-off turn)."""
     tool_outputs: list[tuple[str, str, float]] = field(default_factory=list)
     """``(call_id, output, t)``: each is written before the first stream that starts after it."""
+    attachments: list[tuple[str, str, bytes]] = field(default_factory=list)
+    """``(name, type, bytes)`` of the files sent with the message, kept whole (as
+    ``--record-attachments`` keeps them) so replay can show them."""
+
+
+def attachment_line(name: str, mime: str, data: bytes) -> dict[str, Any]:
+    """An attachment as a turn line keeps it, its bytes included."""
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()
+    encoded = base64.b64encode(data).decode("ascii")
+    return {"name": name, "type": mime, "size": len(data), "sha256": digest, "data": encoded}
 
 
 def recording_lines(
@@ -758,7 +771,10 @@ def recording_lines(
         head["description"] = description
     out: list[dict[str, Any]] = [head]
     for n, turn in enumerate(turns):
-        out.append({"kind": "turn", "turn": n, "user": turn.user})
+        turn_line: dict[str, Any] = {"kind": "turn", "turn": n, "user": turn.user}
+        if turn.attachments:
+            turn_line["attachments"] = [attachment_line(*a) for a in turn.attachments]
+        out.append(turn_line)
         outputs = sorted(turn.tool_outputs, key=lambda o: o[2])
         end = 0.0
         for s, stream in enumerate(turn.streams):
