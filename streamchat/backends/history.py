@@ -22,8 +22,11 @@ from typing import Any
 
 
 def _file_name(value: Any) -> str:
+    # The path's name first: the page sends a user's file back with ``orig_name`` null
+    # and its path in Gradio's cache (``<hash>/<original name>``), so the chat function's
+    # own form of the same message names it the same way.
     if isinstance(value, dict):
-        value = value.get("orig_name") or value.get("path") or value.get("url") or ""
+        value = value.get("path") or value.get("orig_name") or value.get("url") or ""
     return os.path.basename(str(value)) if value else "file"
 
 
