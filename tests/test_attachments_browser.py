@@ -164,6 +164,13 @@ def test_an_uploaded_image_is_a_thumbnail_and_reaches_the_model(
         page.wait_for_function("() => window.__files.loaded() === 1")
         [src] = page.evaluate("window.__files.userImages()")
         assert src.endswith("/cat.png") and "/gradio_api/file=" in src
+        # Retry: the message goes again, its file with it.
+        before = fake.streams
+        page.locator("button[aria-label=Retry]").last.click()
+        with fake.changed:
+            assert fake.changed.wait_for(lambda: fake.streams == before + 1, WAIT_MS / 1000)
+        page.wait_for_function("() => [...document.querySelectorAll('textarea')].some(t => !t.disabled)")
+        assert page.evaluate("window.__files.answers()") == ["Got: what is this"]
 
         chat.send("and now?", answers=2, expect="Got: and now?")
         chat.attach(dog)  # a file alone is a message
@@ -179,14 +186,15 @@ def test_an_uploaded_image_is_a_thumbnail_and_reaches_the_model(
         sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (cat, dog)}
         if api == "chat":
             bodies = [r.body for r in fake.requests("POST", "/chat/completions")]
-            assert len(bodies) == 4
+            assert len(bodies) == 5
+            assert [_sha(p) for p in _parts(bodies[1]["messages"][-1]) if p["type"] == "image_url"] == [sha["cat.png"]]
             images = [[_sha(part) for part in _parts(m) if part["type"] == "image_url"] for m in bodies[-1]["messages"]]
             # system, cat + "what is this", answer, "and now?", answer, dog alone, answer, "last one"
             assert images == [[], [sha["cat.png"]], [], [], [], [sha["dog.png"]], [], []]
             assert bodies[-1]["messages"][-1] == {"role": "user", "content": "last one"}
         else:  # one conversation all along: the page's history read as the app expected
             assert len(fake.requests("POST", "/conversations")) == 1
-            assert len(fake.requests("POST", "/responses")) == 4
+            assert len(fake.requests("POST", "/responses")) == 5
         page.context.close()
     finally:
         app.stop()
