@@ -462,7 +462,7 @@ class ChatSession:
             return ev.notice("Type a message first.")
         refused = self.backend.refuse(attachments) if attachments else None
         if refused is not None:  # files this API cannot take: said before any request
-            return ev.notice(refused)
+            return ev.error(refused)
         return self.playback.answer_locally(message, position) if self.playback is not None else None
 
     async def _pump(

@@ -166,7 +166,7 @@ async def test_a_pdf_or_a_large_text_file_is_refused_on_chat_before_any_request(
     for path, what in ((pdf, "a PDF"), (big, "2 KiB of text")):
         value = await turn(session, "read this", [], att.inspect(path, limits))
         [line] = status_lines(value)
-        assert path.name in line and what in line and "takes no files" in line and "Nothing was sent" in line
+        assert line.startswith("❌ ") and path.name in line and what in line and "takes no files" in line and "Nothing was sent" in line
     assert chat_bodies(fake) == []
     # With an image beside it, the PDF still stops the whole message.
     image = tmp_path / "ok.png"
@@ -241,11 +241,21 @@ def test_through_gradio_client_an_image_is_sent_and_bad_files_get_one_line_and_n
     unknown.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(range(256)))
     disguised = tmp_path / "photo.png"
     disguised.write_bytes(b"not an image at all")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("line one\nline two\n", encoding="utf-8")
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(PDF)
     extra = "attachments:\n  max_file_mb: 0.002\n  max_files: 2\n"
     with served(chat_runtime(fake, extra), monkeypatch) as url:
         assert chat(url, "what colour?", image) == "Echo: what colour?"
         [body] = chat_bodies(fake)
         assert image_hashes(body["messages"][-1]) == [hashlib.sha256(image.read_bytes()).hexdigest()]
+        chat(url, "read it", notes)
+        inline, words = texts(chat_bodies(fake)[-1]["messages"][-1])
+        assert att.parse_inline(inline) == ("notes.txt", "text/plain", "line one\nline two\n") and words == "read it"
+        [refused] = chat(url, "read it", pdf)
+        assert "report.pdf" in refused["metadata"]["title"] and "takes no files" in refused["metadata"]["title"]
+        assert len(chat_bodies(fake)) == 2
 
         cases = [
             ((big,), "huge.png", "over the limit of 0.002 MiB"),
@@ -257,7 +267,7 @@ def test_through_gradio_client_an_image_is_sent_and_bad_files_get_one_line_and_n
             [message] = chat(url, "look", *paths)
             assert message["content"] == "" and message["metadata"]["title"].startswith("❌")
             assert name in message["metadata"]["title"] and why in message["metadata"]["title"]
-        assert len(chat_bodies(fake)) == 1  # none of them reached the provider
+        assert len(chat_bodies(fake)) == 2  # none of them reached the provider
 
 
 def test_each_file_counts_as_one_request_more_toward_a_visitors_limit(
