@@ -465,7 +465,8 @@ class ChatApp:
         limits = runtime.config.attachments
         try:  # every file checked before anything is counted, sent or recorded
             att.check_count(len(files), limits)
-            attached = tuple(att.inspect(path, limits, name=name) for path, name in files)
+            # Read in a thread: a few large files would hold up every other tab's stream.
+            attached = await asyncio.to_thread(lambda: tuple(att.inspect(p, limits, name=n) for p, n in files)) if files else ()
         except att.AttachmentError as exc:
             slot.local.add(position)
             yield attachment_line(exc)
