@@ -166,7 +166,13 @@ async def test_a_pdf_or_a_large_text_file_is_refused_on_chat_before_any_request(
     for path, what in ((pdf, "a PDF"), (big, "2 KiB of text")):
         value = await turn(session, "read this", [], att.inspect(path, limits))
         [line] = status_lines(value)
-        assert line.startswith("❌ ") and path.name in line and what in line and "takes no files" in line and "Nothing was sent" in line
+        assert (
+            line.startswith("❌ ")
+            and path.name in line
+            and what in line
+            and "takes no files" in line
+            and "Nothing was sent" in line
+        )
     assert chat_bodies(fake) == []
     # With an image beside it, the PDF still stops the whole message.
     image = tmp_path / "ok.png"
