@@ -32,8 +32,9 @@ class _Printer:
             message = messages[self.index]
             metadata = message.get("metadata")
             if metadata is None and isinstance(message["content"], dict):  # a file a tool produced
-                if self.printed:
-                    self.out.write("\n")
+                before = messages[self.index - 1] if self.index else None
+                if before is not None and before.get("metadata") is None and isinstance(before["content"], str):
+                    self.out.write("\n")  # after answer text, which ends without one
                 file = message["content"].get("file") or {}
                 self.out.write(f"[file: {file.get('orig_name')} saved at {file.get('path')}]\n")
             elif metadata is None:

@@ -394,3 +394,18 @@ async def test_a_sessions_output_folder_is_its_own_and_goes_with_it(fake: Fake) 
     assert not first.exists() and second.is_dir()
     await two.close()
     assert not second.exists()
+
+
+def test_the_terminal_chat_says_where_a_tool_made_file_was_saved(tmp_path: Path) -> None:
+    import io
+
+    from streamchat.cli import _Printer
+
+    transcript = Transcript()
+    transcript.handle_event(ev.text("Plotted:"))
+    transcript.handle_event(ev.StreamEvent("file", "plot.png", url=str(tmp_path / "plot.png"), extra={"mime": "image/png"}))
+    transcript.handle_event(ev.text("Done."))
+    transcript.handle_event(ev.turn_end("completed"))
+    out = io.StringIO()
+    _Printer(out).update(transcript.snapshot(), final=True)
+    assert out.getvalue() == f"Plotted:\n[file: plot.png saved at {tmp_path / 'plot.png'}]\nDone."
