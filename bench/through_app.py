@@ -27,7 +27,7 @@ async def _call(client: httpx.AsyncClient, prompt: str) -> tuple[float, int, flo
     """One chat call from request to its ``complete`` event: (seconds, updates, the
     longest wait for an update (the first one included), seconds to the first update)."""
     start = time.perf_counter()
-    response = await client.post("gradio_api/call/chat", json={"data": [prompt]})
+    response = await client.post("gradio_api/call/chat", json={"data": [{"text": prompt}]})
     response.raise_for_status()
     event_id = response.json()["event_id"]
     updates = 0

@@ -1,17 +1,20 @@
 """The seed's terminal chat, in Python: type a message, watch the reply stream in, `q`
-quits. Same backends, recorder and player as the browser UI; the remote thread and any
-assistant it created are deleted on exit, Ctrl-C included."""
+quits; ``/file PATH`` attaches a file to the next message. Same backends, recorder and
+player as the browser UI; the remote thread and any assistant it created are deleted on
+exit, Ctrl-C included."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import threading
 from typing import Any, TextIO
 
+from . import attachments as att
 from .demo_mode import Controls, Timing, answer_messages, play
-from .session import ChatSession, Runtime
+from .session import ChatSession, Runtime, user_content
 from .transcript import Transcript
 
 
@@ -28,7 +31,13 @@ class _Printer:
         while self.index < len(messages):
             message = messages[self.index]
             metadata = message.get("metadata")
-            if metadata is None:
+            if metadata is None and isinstance(message["content"], dict):  # a file a tool produced
+                before = messages[self.index - 1] if self.index else None
+                if before is not None and before.get("metadata") is None and isinstance(before["content"], str):
+                    self.out.write("\n")  # after answer text, which ends without one
+                file = message["content"].get("file") or {}
+                self.out.write(f"[file: {file.get('orig_name')} saved at {file.get('path')}]\n")
+            elif metadata is None:
                 content = str(message["content"])
                 self.out.write(content[self.printed :])
                 self.printed = len(content)
@@ -78,11 +87,13 @@ class _Lines:
         return await self._queue.get()
 
 
-async def _turn(session: ChatSession, message: str, history: list[dict[str, Any]], out: TextIO) -> str:
+async def _turn(
+    session: ChatSession, message: str, history: list[dict[str, Any]], out: TextIO, files: tuple[att.Attachment, ...] = ()
+) -> str:
     transcript = Transcript()
     printer = _Printer(out)
     try:
-        async for _ in session.turn_events(message, history, transcript):
+        async for _ in session.turn_events(message, history, transcript, files):
             printer.update(transcript.snapshot())
     finally:
         # Also on Ctrl-C: the turn's own cleanup has marked the answer as stopped.
@@ -104,7 +115,8 @@ async def chat_loop(runtime: Runtime, stdin: TextIO = sys.stdin, out: TextIO = s
         if not runtime.live and session.recording_name and runtime.library is not None:
             prompts = runtime.library.load(session.recording_name).prompts
             out.write(f"Replaying “{session.recording_name}” (no OPENAI_API_KEY). Try: {' | '.join(dict.fromkeys(prompts))}\n")
-        out.write("Type a message, or q to quit.\n")
+        out.write("Type a message, or q to quit; /file PATH attaches a file to the next message.\n")
+        attached: list[att.Attachment] = []
         while True:
             out.write("> ")
             out.flush()
@@ -114,13 +126,35 @@ async def chat_loop(runtime: Runtime, stdin: TextIO = sys.stdin, out: TextIO = s
             message = line.rstrip("\r\n")
             if not message.strip():
                 continue
-            answer = await _turn(session, message, history, out)
-            history += [{"role": "user", "content": message}, {"role": "assistant", "content": answer}]
+            if message.split(maxsplit=1)[0] == "/file":
+                out.write(attach(message[len("/file") :], attached, runtime.config.attachments) + "\n")
+                continue
+            files, attached = tuple(attached), []
+            answer = await _turn(session, message, history, out, files)
+            history += [{"role": "user", "content": user_content(message, files)}, {"role": "assistant", "content": answer}]
     finally:
         try:
             await asyncio.wait_for(runtime.shutdown(), CLEANUP_TIMEOUT)
         except TimeoutError:
             print("warning: could not finish deleting the remote thread and assistant", file=sys.stderr)
+
+
+def attach(arg: str, attached: list[att.Attachment], limits: att.Limits) -> str:
+    """``/file PATH``: check the file and add it to the next message's; the line to show."""
+    path = arg.strip()
+    if len(path) > 1 and path[0] == path[-1] and path[0] in "'\"":
+        path = path[1:-1]
+    if not path:
+        return "Usage: /file PATH (the file goes with your next message)."
+    try:
+        att.check_count(len(attached) + 1, limits)
+        found = att.inspect(os.path.expanduser(path), limits)
+    except att.AttachmentError as exc:
+        return f"❌ {exc}"
+    attached.append(found)
+    names = ", ".join(a.name for a in attached)
+    size = f"{found.size / 1024:.1f} KiB" if found.size < 1024 * 1024 else f"{found.size / (1024 * 1024):.1f} MiB"
+    return f"📎 {found.name} ({found.kind}, {found.mime}, {size}) attached. Your next message sends: {names}."
 
 
 async def play_recording(runtime: Runtime, out: TextIO = sys.stdout) -> int:

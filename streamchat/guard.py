@@ -198,7 +198,10 @@ class Guard:
     def active(self) -> bool:
         return bool(self.limits or self.daily or self.allow.active)
 
-    def admit(self, visitor: str, profile: Mapping[str, Any] | None = None) -> Refusal | None:
+    def admit(self, visitor: str, profile: Mapping[str, Any] | None = None, cost: int = 1) -> Refusal | None:
+        """Count a message that costs ``cost`` requests (the UI: one, plus one per file
+        it carries: an upload is work the provider does), or return the refusal; a
+        message that costs more than a limit allows at all is refused for good."""
         if self.allow.active and not self.allow.permits(profile):
             if profile is None:
                 return Refusal(
@@ -217,13 +220,13 @@ class Guard:
                 longest = self.limits[-1].window if self.limits else 0.0
                 while stamps and stamps[0] <= now - longest:
                     stamps.popleft()
-            refusal = self._rate(stamps, now)
+            refusal = self._rate(stamps, now, cost)
             if refusal is not None:
                 return refusal
             day = int(now // DAY)
             if day != self._day:
                 self._day, self._today = day, 0
-            if self.daily is not None and self._today >= self.daily:
+            if self.daily is not None and self._today + cost > self.daily:
                 reset = (day + 1) * DAY
                 return Refusal(
                     "daily",
@@ -231,24 +234,31 @@ class Guard:
                     f"It opens again at 00:00 UTC, in {_wait(reset - now)}.",
                     reset - now,
                 )
-            self._today += 1
+            self._today += cost
             if self.limits:
                 if stamps is None:
                     stamps = self._seen[visitor] = deque()
-                stamps.append(now)
+                stamps.extend([now] * cost)
         return None
 
-    def _rate(self, stamps: deque[float] | None, now: float) -> Refusal | None:
+    def _rate(self, stamps: deque[float] | None, now: float, cost: int = 1) -> Refusal | None:
         """The refusal of the limit that keeps the visitor waiting longest, if any."""
         worst: tuple[float, Limit] | None = None
         for limit in self.limits:
-            if stamps is None or len(stamps) < limit.count:
+            if cost > limit.count:
+                return Refusal(
+                    "rate",
+                    f"⏳ This message counts as {cost} requests (one, and one per file), more than this Space's "
+                    f"limit of {limit}: send fewer files at once.",
+                )
+            if stamps is None or len(stamps) + cost <= limit.count:
                 continue
-            # The count-th most recent message leaves this window at stamp + window.
             inside = [t for t in stamps if t > now - limit.window]
-            if len(inside) < limit.count:
+            over = len(inside) + cost - limit.count
+            if over <= 0:
                 continue
-            free_at = inside[-limit.count] + limit.window
+            # Room for ``cost`` more once the ``over`` oldest in the window have left it.
+            free_at = inside[over - 1] + limit.window
             if worst is None or free_at > worst[0]:
                 worst = (free_at, limit)
         if worst is None:

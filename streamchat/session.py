@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -243,6 +245,9 @@ class ChatSession:
         self.last_status: str | None = None
         self._turn_running = False
         self._said_replaced = False
+        self.outputs: Path | None = None
+        """This session's own folder for files tools produce (``TurnContext.outputs``):
+        made at its first turn, private (mode 0700), deleted by ``close`` (and so ``reset``)."""
 
     # -- setup ----------------------------------------------------------------------
 
@@ -289,7 +294,15 @@ class ChatSession:
         if self.playback is not None:
             self.playback.set_clock(clock)
 
+    def output_folder(self) -> Path:
+        if self.outputs is None:
+            self.outputs = Path(tempfile.mkdtemp(prefix="streamchat-files-"))
+        return self.outputs
+
     async def close(self) -> None:
+        if self.outputs is not None:
+            shutil.rmtree(self.outputs, ignore_errors=True)
+            self.outputs = None
         conv, self.conv = self.conv, Conversation()
         if self.recorder is not None:
             self.recorder.close()
@@ -392,6 +405,7 @@ class ChatSession:
         queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
         ctx = TurnContext(tap=recorder or NullTap(), run_tool=self._tool_runner(message, position), attachments=attachments)
         ctx.max_output_tokens = self.runtime.settings.max_output_tokens
+        ctx.outputs = self.output_folder()
         pump = asyncio.ensure_future(self._pump(backend, message, history, ctx, queue))
         # Live, before the first token, silence gets a status line that the answer
         # replaces (a replay's silences are recorded ones, capped by --max-gap).
@@ -446,6 +460,9 @@ class ChatSession:
         recorded turn answers — never someone else's answer."""
         if not message.strip() and not attachments:
             return ev.notice("Type a message first.")
+        refused = self.backend.refuse(attachments) if attachments else None
+        if refused is not None:  # files this API cannot take: said before any request
+            return ev.error(refused)
         return self.playback.answer_locally(message, position) if self.playback is not None else None
 
     async def _pump(

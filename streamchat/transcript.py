@@ -44,7 +44,7 @@ def tool_titles(name: str, server: bool) -> tuple[str, str]:
 
 @dataclass
 class _Bubble:
-    kind: str  # answer | tool | thinking | status | waiting
+    kind: str  # answer | tool | thinking | status | waiting | file
     parts: list[str] = field(default_factory=list)
     title: str = ""
     status: str = ""
@@ -117,6 +117,8 @@ class Transcript:
                 self._close_tool(bubble)
         elif kind == "citation":
             self._cite(event)
+        elif kind == "file":
+            self._file(event)
         elif kind == "notice":
             self._status_bubble(f"ℹ️ {event.text}")
         elif kind == "error":
@@ -221,6 +223,15 @@ class Transcript:
         else:
             answer.parts.append(mark)
 
+    def _file(self, event: StreamEvent) -> None:
+        """A file a tool produced, downloaded to ``event.url``: a message of its own, below
+        the tool's bubble (text after it starts a new answer bubble below it)."""
+        if not event.url:
+            return
+        self._settle_thinking()
+        mime = str(event.extra.get("mime") or "application/octet-stream")
+        self._bubbles.append(_Bubble("file", parts=[event.url], name=event.text or event.url.rsplit("/", 1)[-1], title=mime))
+
     def _status_bubble(self, line: str) -> None:
         self._settle_thinking()
         self._bubbles.append(_Bubble("status", title=line, status="done"))
@@ -275,6 +286,9 @@ class Transcript:
                     content += _footnotes(self._sources)
                 out.append({"role": "assistant", "content": content})
                 continue
+            if bubble.kind == "file":
+                out.append({"role": "assistant", "content": file_content(content, bubble.name, bubble.title)})
+                continue
             if bubble.kind == "tool":
                 content = _tool_content(bubble, content)
             metadata: dict[str, Any] = {"title": bubble.title, "status": bubble.status}
@@ -289,11 +303,17 @@ class Transcript:
         """What the chat function yields: the plain text when the turn is one answer
         bubble (what API clients expect), else the list of messages."""
         messages = self.snapshot()
-        if len(messages) == 1 and "metadata" not in messages[0]:
+        if len(messages) == 1 and "metadata" not in messages[0] and isinstance(messages[0]["content"], str):
             return str(messages[0]["content"])
         if not messages:
             return ""
         return messages
+
+
+def file_content(path: str, name: str, mime: str) -> dict[str, Any]:
+    """A file as Gradio 6's chat message content: the chatbot shows an image inline and
+    any other file as a link to download it (named ``name``)."""
+    return {"type": "file", "file": {"path": path, "orig_name": name, "mime_type": mime}}
 
 
 def _footnotes(sources: list[tuple[str, str]]) -> str:

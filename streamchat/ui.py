@@ -28,6 +28,7 @@ from gradio import processing_utils
 from gradio.context import LocalContext
 from gradio.events import EventListener
 
+from . import attachments as att
 from .demo_ui import DemoSlot, add_controls, wire
 from .guard import AllowList, Guard, Refusal
 from .options import DEFAULT_RECORDINGS, server_label
@@ -253,6 +254,33 @@ def _imported_origin(header: dict[str, Any]) -> str:
     return f"imported from a real capture: {where}" if where else "imported from a real capture"
 
 
+def file_types(runtime: Runtime) -> list[str]:
+    """What the upload button offers: the config's accepted types as extensions."""
+    types = runtime.config.attachments.types
+    return [f".{t}" for t in types] + ([".jpg"] if "jpeg" in types else [])
+
+
+def keep_file_names(textbox: gr.MultimodalTextbox) -> None:
+    """The multimodal textbox hands the chat function each file's path *and* name, and
+    lets every file through: ``ChatApp.respond`` checks each one (``attachments.inspect``,
+    by its bytes) and answers a refused one with one line in the chat, where Gradio's own
+    check would raise an error toast. Its ``file_types`` still filter the browser's
+    file picker."""
+
+    def preprocess(payload: Any) -> Any:
+        if payload is None:
+            return None
+        return {"text": payload.text, "files": [{"path": f.path, "orig_name": f.orig_name} for f in payload.files]}
+
+    textbox.preprocess = preprocess  # type: ignore[method-assign]
+
+
+def attachment_line(exc: att.AttachmentError) -> list[dict[str, Any]]:
+    """A refused file's line: one status bubble (the app's, not the model's words)."""
+    line = f"❌ {exc}"
+    return [{"role": "assistant", "content": "", "metadata": {"title": line, "status": "done"}}]
+
+
 def _examples(runtime: Runtime, name: str | None) -> list[str]:
     if runtime.live or runtime.library is None or name is None:
         return list(runtime.config.ui.examples)
@@ -352,7 +380,18 @@ class ChatApp:
             api_name="chat",
             title=config.ui.title,
             description=config.ui.description or None,
-            examples=[[p, None] for p in examples] or None,
+            examples=[[{"text": p}, None] for p in examples] or None,
+            multimodal=True,
+            textbox=gr.MultimodalTextbox(
+                file_types=file_types(self.runtime),
+                file_count="multiple",
+                placeholder="Type a message, or add files with the button or by dropping them here…",
+                show_label=False,
+                scale=7,
+                autofocus=True,
+                submit_btn=True,
+                stop_btn=True,
+            ),
             concurrency_limit=CONCURRENCY_LIMIT,
             fill_height=True,
             flagging_mode="never",  # votes go through on_like, into the recording
@@ -363,6 +402,7 @@ class ChatApp:
             editable=True,
             save_history=True,
         )
+        keep_file_names(chat.textbox)  # type: ignore[arg-type]
         # Saved chats are encrypted in the browser with a key Gradio draws anew at each
         # launch; a stable one lets a chat saved before a restart open after it.
         chat.saved_conversations.secret = history_secret(self.runtime)
@@ -396,20 +436,22 @@ class ChatApp:
 
     # -- a turn ---------------------------------------------------------------------
 
-    def refusal(self, message: str, request: Any) -> Refusal | None:
+    def refusal(self, message: str, request: Any, files: int = 0) -> Refusal | None:
         """The guard's answer for a message that would reach the provider (live only:
-        a replay spends nothing)."""
-        if not self.runtime.live or not self.guard.active or not message.strip():
+        a replay spends nothing). Each file counts as one request more."""
+        if not self.runtime.live or not self.guard.active or not (message.strip() or files):
             return None
         profile = signed_in(request)
         visitor = visitor_of(request, profile)
-        refused = self.guard.admit(visitor, profile)
+        refused = self.guard.admit(visitor, profile, cost=1 + files)
         if refused is not None:
             log.info("refused a message from %s: %s", visitor.split(":")[0], refused.reason)
         return refused
 
-    async def respond(self, message: str, history: list[dict[str, Any]], slot: SessionSlot) -> AsyncIterator[Any]:
+    async def respond(self, message: Any, history: list[dict[str, Any]], slot: SessionSlot) -> AsyncIterator[Any]:
+        """One turn: the multimodal textbox's ``{"text", "files"}`` (or a plain string)."""
         runtime = self.runtime
+        message, files = att.from_message(message)
         session = slot.get(runtime)
         runtime.loop = asyncio.get_running_loop()
         await slot.demo.controls.end_running()  # a visitor's message takes over from a demo
@@ -420,7 +462,16 @@ class ChatApp:
             runtime.sessions[request.session_hash] = session
             self.slots[request.session_hash] = slot
         position = sum(1 for m in history if _role(m) == "user")
-        refused = self.refusal(message, request)
+        limits = runtime.config.attachments
+        try:  # every file checked before anything is counted, sent or recorded
+            att.check_count(len(files), limits)
+            # Read in a thread: a few large files would hold up every other tab's stream.
+            attached = await asyncio.to_thread(lambda: tuple(att.inspect(p, limits, name=n) for p, n in files)) if files else ()
+        except att.AttachmentError as exc:
+            slot.local.add(position)
+            yield attachment_line(exc)
+            return
+        refused = self.refusal(message, request, len(attached))
         if refused is not None:  # answered at once; nothing reaches the provider
             slot.local.add(position)
             hint = " Or duplicate this Space and chat on your own key." if on_space() and refused.retry_after else ""
@@ -435,7 +486,7 @@ class ChatApp:
         slot.stop.clear()
         slot.asked = asked_from(runtime, session, [*history, {"role": "user", "content": message}])
         try:
-            async for value in session.turn(message, history, stop=slot.stop):
+            async for value in session.turn(message, history, stop=slot.stop, attachments=attached):
                 yield value
         finally:
             slot.idle.set()

@@ -50,7 +50,7 @@ def test_launched_app_streams_chat_through_gradio_client(fake: Fake, monkeypatch
             api = client.view_api(print_info=False, return_format="dict")
             assert isinstance(api, dict)
             assert len(api["named_endpoints"]["/chat"]["parameters"]) == 1
-            job = client.submit("Hello there", api_name="/chat")
+            job = client.submit({"text": "Hello there"}, api_name="/chat")
             values = list(job)
             final = job.result(timeout=15)
         finally:

@@ -219,7 +219,9 @@ def pick(page: Any, name: str) -> None:
 
 
 def examples(page: Any) -> list[str]:
-    return [t.strip() for t in page.locator("button.example").all_text_contents()]
+    """The example prompts' texts (the multimodal chat marks a text-only one with an
+    "Aa" icon, which is not part of its text)."""
+    return [t.strip() for t in page.locator("button.example .example-text").all_text_contents()]
 
 
 # -- replay mode ------------------------------------------------------------------

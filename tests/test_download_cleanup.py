@@ -43,7 +43,7 @@ def test_a_download_copy_is_removed_when_its_session_ends(fake: Fake, monkeypatc
         client = Client(url, verbose=False, download_files=False)
         closed = False
         try:
-            assert client.predict("first message", api_name="/chat") == "Echo: first message"
+            assert client.predict({"text": "first message"}, api_name="/chat") == "Echo: first message"
             # What the page's chatbot.change does after each turn (a private event: the
             # page calls it by index, as here).
             value = call_as_page(url, client.session_hash, fn_index(app.demo, "refresh_download"))

@@ -120,7 +120,7 @@ class Session:
         self.client = Client(self.url, verbose=False, httpx_kwargs={"timeout": DEADLINE})
         self.start.wait(timeout=DEADLINE)  # every session streams at once
         for prompt in (f"s{self.index}-first", f"s{self.index}-second"):
-            job = self.client.submit(prompt, api_name="/chat")
+            job = self.client.submit({"text": prompt}, api_name="/chat")
             # result() blocks; iterating a job would poll every millisecond.
             self.finals.append(job.result(timeout=DEADLINE))
             self.values.append(job.outputs())

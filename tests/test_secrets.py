@@ -164,7 +164,7 @@ def test_the_served_app_never_shows_the_key(
         try:
             outputs = []
             for prompt in ("first", "second"):
-                job = client.submit(prompt, api_name="/chat")
+                job = client.submit({"text": prompt}, api_name="/chat")
                 job.result(timeout=30)
                 outputs.append(job.outputs())
         finally:

@@ -74,7 +74,7 @@ def chat(url: str, message: str, **headers: str) -> str:
     """One message from a new session; the final answer as text."""
     client = Client(url, headers=headers or None, verbose=False)
     try:
-        result = client.predict(message, api_name="/chat")
+        result = client.predict({"text": message}, api_name="/chat")
     finally:
         client.close()
     return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)

@@ -2,7 +2,11 @@
 server: vLLM, Ollama, llama.cpp, LM Studio.
 
 Stateless: the history comes from the ChatInterface, as the page shows it; the tool
-calls of kept turns are re-sent from the session's memory of them. Tool loop: ``tool_calls`` deltas
+calls of kept turns are re-sent from the session's memory of them. Files: images go as
+``image_url`` parts (data URLs), small text documents as text parts
+(``attachments.inline_text``); this API takes no other file, so a PDF or a larger document
+is refused before any request (``refuse``). An earlier message's files are sent again
+the same way while Gradio's copy of them still exists, else as their ``[file: name]`` label. Tool loop: ``tool_calls`` deltas
 assembled by ``index`` (parallel calls included) → ``tool`` messages → the next request.
 A stream is complete only with a ``finish_reason`` *and* ``[DONE]``.
 """
@@ -12,11 +16,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from .. import attachments as att
 from .. import events as ev
+from ..attachments import Attachment, Limits
 from ..events import StreamEvent, TurnStatus
 from ..sse import RawEvent
 from .base import Adapter, Backend, Conversation, Mark, ToolCall, TurnContext, error_message, raw_events, round_limit, run_calls
-from .history import history_key, visible
+from .history import content_files, content_words, history_key, visible_with_sources
 
 _FINISH: dict[str, TurnStatus] = {
     "stop": "completed",
@@ -117,34 +123,90 @@ def tool_specs(config: Any) -> list[dict[str, Any]]:
     ]
 
 
-def history_messages(history: list[dict[str, Any]], marks: dict[str, Mark] | None = None) -> list[dict[str, Any]]:
+def file_part(attachment: Attachment) -> dict[str, Any]:
+    """One checked file as a content part: an image as ``image_url`` (a data URL), a
+    text document as the fixed text wrapper the replay server recognises."""
+    if attachment.kind == "image":
+        return {"type": "image_url", "image_url": {"url": attachment.data_url()}}
+    return {"type": "text", "text": att.inline_text(attachment)}
+
+
+def refusal(attachments: tuple[Attachment, ...], limits: Limits) -> str | None:
+    """Why Chat Completions cannot take one of these files (it has no file input)."""
+    for a in attachments:
+        if a.kind == "image" or (a.is_text and a.size <= limits.inline_bytes):
+            continue
+        what = "a PDF" if a.mime == "application/pdf" else f"{a.size / 1024:.0f} KiB of text"
+        return (
+            f"{a.name}: the Chat Completions API takes no files, so {what} cannot be sent here "
+            f"(images can, and text files up to {limits.inline_text_kb:g} KiB, as text). Nothing was sent."
+        )
+    return None
+
+
+def user_message(text: str, attachments: tuple[Attachment, ...]) -> dict[str, Any]:
+    """The user's message: its files' parts, then its text (plain text without files)."""
+    if not attachments:
+        return {"role": "user", "content": text}
+    parts = [file_part(a) for a in attachments]
+    if text:
+        parts.append({"type": "text", "text": text})
+    return {"role": "user", "content": parts}
+
+
+def _earlier_files(content: Any, limits: Limits) -> tuple[Attachment, ...] | None:
+    """An earlier user message's files, checked again, when each can still be sent as it
+    was; None when one cannot (gone from Gradio's cache, or not a file this API takes):
+    then the message is its text, labels included, as before files were sent."""
+    files = content_files(content)
+    if not files:
+        return None
+    try:
+        found = tuple(att.inspect(path, limits, name=name) for name, path in files)
+    except att.AttachmentError:
+        return None
+    return None if refusal(found, limits) is not None else found
+
+
+def history_messages(
+    history: list[dict[str, Any]], marks: dict[str, Mark] | None = None, limits: Limits | None = None
+) -> list[dict[str, Any]]:
     """The ChatInterface history as chat messages, in every shape Gradio sends it
     (``history.visible``: the app's tool and status bubbles are not the model's words).
 
     A kept turn whose tool calls this session made gets them back, as the assistant
     ``tool_calls`` message and ``tool`` messages before its answer, so the model sees
     what it saw then; a turn from elsewhere (a saved chat after a restart) is its text.
+    With ``limits``, a user message's files go again as they went then (``user_message``).
     """
-    seen = visible(history)
+    shown = visible_with_sources(history)
+    seen = [m for m, _ in shown]
     out: list[dict[str, Any]] = []
-    for i, message in enumerate(seen):
+    for i, (message, content) in enumerate(shown):
         if message["role"] == "assistant" and marks:
             mark = marks.get(history_key(seen[: i + 1]))
             if mark is not None:
                 out += mark.exchange
-        out.append({"role": message["role"], "content": message["content"]})
+        files = _earlier_files(content, limits) if limits is not None and message["role"] == "user" else None
+        if files:
+            out.append(user_message(content_words(content), files))
+        else:
+            out.append({"role": message["role"], "content": message["content"]})
     return out
 
 
 class ChatBackend(Backend):
     api = "chat"
 
+    def refuse(self, attachments: tuple[Attachment, ...]) -> str | None:
+        return refusal(attachments, self.config.attachments)
+
     async def turn(
         self, conv: Conversation, message: str, history: list[dict[str, Any]], ctx: TurnContext
     ) -> AsyncIterator[StreamEvent]:
         messages: list[dict[str, Any]] = [{"role": "system", "content": self.config.instructions}]
-        messages += history_messages(history, conv.marks)
-        messages.append({"role": "user", "content": message})
+        messages += history_messages(history, conv.marks, self.config.attachments)
+        messages.append(user_message(message, ctx.attachments))
         exchange: list[dict[str, Any]] = []  # this turn's tool calls, kept with its answer
         tools = tool_specs(self.config)
         for round_ in range(ctx.max_rounds + 1):

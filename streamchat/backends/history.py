@@ -22,8 +22,11 @@ from typing import Any
 
 
 def _file_name(value: Any) -> str:
+    # The path's name first: the page sends a user's file back with ``orig_name`` null
+    # and its path in Gradio's cache (``<hash>/<original name>``), so the chat function's
+    # own form of the same message names it the same way.
     if isinstance(value, dict):
-        value = value.get("orig_name") or value.get("path") or value.get("url") or ""
+        value = value.get("path") or value.get("orig_name") or value.get("url") or ""
     return os.path.basename(str(value)) if value else "file"
 
 
@@ -57,12 +60,45 @@ def content_text(content: Any) -> str:
     return part_text(content)
 
 
+def _file_of(part: Any) -> tuple[str, str] | None:
+    """``(name, path)`` of a content part that is a file (any of Gradio's shapes)."""
+    if isinstance(part, (tuple, list)):
+        return (_file_name(part[0]), str(part[0])) if part and isinstance(part[0], str) else None
+    if not isinstance(part, dict) or part.get("type") in ("text", "component"):
+        return None
+    value = part.get("file") if isinstance(part.get("file"), dict) else part if "path" in part else None
+    if not isinstance(value, dict) or not isinstance(value.get("path"), str):
+        return None
+    return _file_name(value), value["path"]
+
+
+def content_files(content: Any) -> list[tuple[str, str]]:
+    """The files of a message's content, as ``(name, path)``: what the user attached
+    (Gradio's upload cache paths, which may since have been deleted)."""
+    if isinstance(content, list):
+        return [f for f in (_file_of(p) for p in content) if f is not None]
+    found = _file_of(content)
+    return [found] if found is not None else []
+
+
+def content_words(content: Any) -> str:
+    """A message's own text: its text parts, without the labels of its files."""
+    parts = content if isinstance(content, list) else [content]
+    return "\n\n".join(t for t in (part_text(p) for p in parts if _file_of(p) is None) if t)
+
+
 def visible(history: list[dict[str, Any]] | None) -> list[dict[str, str]]:
     """The conversation as the model should see it: user and assistant text, the app's
     bubbles (messages with ``metadata``) left out, consecutive assistant messages joined
     (a turn's text around its tool bubbles is one answer). User messages stay apart: a
     message whose turn failed is still a message of its own."""
-    out: list[dict[str, str]] = []
+    return [m for m, _ in visible_with_sources(history)]
+
+
+def visible_with_sources(history: list[dict[str, Any]] | None) -> list[tuple[dict[str, str], Any]]:
+    """``visible``, each message with the content it came from (a user message's, for its
+    files; an assistant's joined answer keeps its first message's)."""
+    out: list[tuple[dict[str, str], Any]] = []
     for message in history or []:
         if not isinstance(message, dict) or message.get("metadata"):
             continue
@@ -72,10 +108,10 @@ def visible(history: list[dict[str, Any]] | None) -> list[dict[str, str]]:
         text = content_text(message.get("content"))
         if not text.strip():
             continue
-        if out and out[-1]["role"] == role == "assistant":
-            out[-1]["content"] += "\n\n" + text
+        if out and out[-1][0]["role"] == role == "assistant":
+            out[-1][0]["content"] += "\n\n" + text
         else:
-            out.append({"role": str(role), "content": text})
+            out.append(({"role": str(role), "content": text}, message.get("content")))
     return out
 
 
