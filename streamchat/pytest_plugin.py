@@ -119,7 +119,9 @@ class RulePlayer(Player):
         later = [t for t in candidates if self.positions[t.index] > position]
         return later[0] if later else candidates[-1]
 
-    def match(self, message: str, position: int, parent: int | None = None, attachments: Files = ()) -> RecordedTurn | None:
+    def match(
+        self, message: str, position: int, parent: int | None = None, attachments: Files | None = ()
+    ) -> RecordedTurn | None:
         request = self._request
         if request is None:
             return super().match(message, position, parent, attachments)

@@ -45,10 +45,11 @@ Files = Sequence[FileLike | str]
 (what the fake API's ``TurnRequest.attachments`` carries)."""
 
 
-def request_files(request: TurnRequest) -> tuple[str, ...]:
-    """The SHA-256s of the files of the user message a request answers, in order."""
-    files = getattr(request, "attachments", ())  # TurnRequest.attachments: the fake API's
-    return tuple(f for f in files if isinstance(f, str))
+def request_files(request: TurnRequest) -> tuple[str, ...] | None:
+    """The SHA-256s of the files of the user message a request answers, in order; None
+    from a fake API that does not say (a ``TurnRequest`` without ``attachments``)."""
+    files = getattr(request, "attachments", None)
+    return None if files is None else tuple(f for f in files if isinstance(f, str))
 
 
 def name_key(name: str) -> str:
@@ -122,22 +123,26 @@ class Player:
                 out.append((f.sha256, f.name))
         return out
 
-    def match(self, message: str, position: int, parent: int | None = None, attachments: Files = ()) -> RecordedTurn | None:
+    def match(
+        self, message: str, position: int, parent: int | None = None, attachments: Files | None = ()
+    ) -> RecordedTurn | None:
         """The recorded turn for ``message`` with its files ``attachments`` as the
         ``position``-th user message of its chat, asked after the answer of recorded turn
         ``parent`` (None: unknown, or the first): among the turns with the same text and
         the same files (``same_files``), the one at that position (following that parent,
         if one does; of several, the last: the one whose answer stayed in the chat), else
         the first one after that position, else any. Retry asks the same again and gets
-        the same turn."""
+        the same turn. ``attachments`` None: the files are not known, not compared."""
         if parent is None:
             parent = self.following
         key = normalize(message)
-        asked = self.keys(attachments)
+        asked = None if attachments is None else self.keys(attachments)
         pinned = [t for t in self.recording.turns if t.index == self.pinned and normalize(t.user) == key]
         if pinned:
             return pinned[0]
-        candidates = [t for t in self.recording.turns if normalize(t.user) == key and same_files(t.attachments, asked)]
+        candidates = [
+            t for t in self.recording.turns if normalize(t.user) == key and (asked is None or same_files(t.attachments, asked))
+        ]
         if not candidates:
             return None
         here = [t for t in candidates if t.place == position]
@@ -155,9 +160,9 @@ class Player:
             lines.append(f"- {turn.user}{files}")
         return list(dict.fromkeys(lines))
 
-    def unmatched_text(self, message: str, attachments: Files = ()) -> str:
+    def unmatched_text(self, message: str, attachments: Files | None = ()) -> str:
         prompts = "\n".join(self.prompt_lines())
-        asked = self.keys(attachments)
+        asked = self.keys(attachments or ())
         files = f" with {describe_files(asked)}" if asked else ""
         return (
             f"This is a replay of the recording “{self.recording.name}”, and nothing in it answers "
