@@ -7,11 +7,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Fake, make_settings, run_turn
+from conftest import ROOT, Fake, make_settings, run_turn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -343,3 +344,23 @@ def test_a_request_body_over_the_caps_is_kept_as_its_size_and_hash(tmp_path: Pat
     [request] = turn.requests
     assert request.body == {"omitted": "size", "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
     assert turn.status == "completed"
+
+
+# -- the documented lines --------------------------------------------------------------------
+
+
+def test_the_documented_turn_file_and_request_lines_read_as_documented() -> None:
+    text = (ROOT / "docs" / "recording-format.md").read_text(encoding="utf-8")
+    examples = [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", text, flags=re.DOTALL)]
+    by_kind = {e["kind"]: e for e in examples if e.get("kind") in ("turn", "file", "request")}
+    assert set(by_kind) == {"turn", "file", "request"}
+    head = {"kind": "header", "format": FORMAT, "version": 1, "api": "responses"}
+    lines = [head, by_kind["turn"], by_kind["request"], by_kind["file"]]
+    parsed = parse_recording("\n".join(json.dumps(line) for line in lines), name="doc")
+    assert parsed.problems == []
+    [turn] = parsed.turns
+    assert [(a.name, a.mime, a.size) for a in turn.attachments] == [("cat.png", "image/png", 48213)]
+    assert turn.files[by_kind["file"]["file_id"]].data == base64.b64decode(by_kind["file"]["data"])
+    assert turn.requests[0].body["multipart"]["file"]["sha256"] == turn.attachments[0].sha256
+    for name in ("BYTES_SHARE", "--record-attachments", "STREAMCHAT_RECORD_ATTACHMENTS"):
+        assert name in text
