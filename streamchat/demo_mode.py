@@ -197,7 +197,11 @@ def asked_message(turn: RecordedTurn, files: Sequence[Attachment]) -> dict[str, 
     recording kept their bytes), then the prompt."""
     from .session import user_content  # the page's own form of a message with files
 
-    return {"role": "user", "content": user_content(turn.user, files)}
+    content = user_content(turn.user, files)
+    if files:  # with its type, the page shows an image as a picture, not as a file link
+        for part, file in zip(content, files, strict=False):
+            part["file"]["mime_type"] = file.mime
+    return {"role": "user", "content": content}
 
 
 def _pin(chat: Chat, turn: int | None) -> None:
