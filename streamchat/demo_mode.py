@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from .recording import Recording
+from .attachments import Attachment
+from .playback import recorded_attachments
+from .recording import RecordedTurn, Recording
 
 TYPING_DELAY = 0.045
 """Seconds per typed character at speed 1 (about 22 characters a second)."""
@@ -50,7 +52,13 @@ class Chat(Protocol):
 
     def set_speed(self, speed: float) -> None: ...
 
-    def turn(self, message: str, history: list[dict[str, Any]], stop: asyncio.Event | None = None) -> AsyncIterator[Any]: ...
+    def turn(
+        self,
+        message: str,
+        history: list[dict[str, Any]],
+        stop: asyncio.Event | None = None,
+        attachments: Sequence[Attachment] = (),
+    ) -> AsyncIterator[Any]: ...
 
 
 @dataclass
@@ -184,6 +192,35 @@ def turn_gaps(recording: Recording, max_gap: float) -> list[float]:
     return gaps
 
 
+def asked_message(turn: RecordedTurn, files: Sequence[Attachment]) -> dict[str, Any]:
+    """The user's message as the chat shows it: the recorded files' thumbnails (when the
+    recording kept their bytes), then the prompt."""
+    from .session import user_content  # the page's own form of a message with files
+
+    content = user_content(turn.user, files)
+    if files:  # with its type, the page shows an image as a picture, not as a file link
+        for part, file in zip(content, files, strict=False):
+            part["file"]["mime_type"] = file.mime
+    return {"role": "user", "content": content}
+
+
+def _pin(chat: Chat, turn: int | None) -> None:
+    """The recorded turn the demo's next message is (None: no longer): it answers even
+    when the recording lacks its files' bytes, so the demo cannot send them again."""
+    playback = getattr(chat, "playback", None)  # a ChatSession in replay mode
+    if playback is not None:
+        playback.pin(turn)
+
+
+def _send(
+    chat: Chat, turn: RecordedTurn, history: list[dict[str, Any]], controls: Controls, files: tuple[Attachment, ...]
+) -> AsyncIterator[Any]:
+    """The recorded prompt sent, with the recorded files when there are some."""
+    if files:
+        return chat.turn(turn.user, history, controls.stopped, attachments=files)
+    return chat.turn(turn.user, history, controls.stopped)
+
+
 def answer_messages(value: Any) -> list[dict[str, Any]]:
     """A turn's value (``ChatSession.turn``: a string or a list of messages) as messages."""
     if value is None:
@@ -250,7 +287,7 @@ async def play(
             history: list[dict[str, Any]] = []
             yield Frame([], "", -1, "waiting")
             for turn in turns[:start]:  # fast-forward to the chapter, shown at once
-                history = await _instant_turn(chat, turn.user, history, controls)
+                history = await _instant_turn(chat, turn, history, controls)
                 if controls.stopped.is_set():
                     yield Frame(history, "", turn.index, "stopped")
                     return
@@ -269,10 +306,12 @@ async def play(
                     if not await clocked.wait(SEND_PAUSE):
                         yield Frame(history, turn.user, turn.index, "stopped")
                         return
-                asked = [*history, {"role": "user", "content": turn.user}]
+                files = recorded_attachments(turn)
+                asked = [*history, asked_message(turn, files)]
                 yield Frame(asked, "", turn.index, "sending")
                 value: Any = None
-                async for value in chat.turn(turn.user, history, controls.stopped):
+                _pin(chat, turn.index)
+                async for value in _send(chat, turn, history, controls, files):
                     await controls.wait_running()  # paused: the page holds still
                     yield Frame([*asked, *answer_messages(value)], "", turn.index, "answering", value)
                 history = [*asked, *answer_messages(value)]
@@ -284,17 +323,22 @@ async def play(
                 return
             start = 0
     finally:
+        _pin(chat, None)
         controls.idle.set()
 
 
-async def _instant_turn(chat: Chat, message: str, history: list[dict[str, Any]], controls: Controls) -> list[dict[str, Any]]:
+async def _instant_turn(
+    chat: Chat, turn: RecordedTurn, history: list[dict[str, Any]], controls: Controls
+) -> list[dict[str, Any]]:
     """One turn at speed 0 (a chapter's earlier turns): the history after it."""
     speed = chat.speed
     chat.set_speed(0)
     value: Any = None
+    files = recorded_attachments(turn)
+    _pin(chat, turn.index)
     try:
-        async for latest in chat.turn(message, history, controls.stopped):
+        async for latest in _send(chat, turn, history, controls, files):
             value = latest
     finally:
         chat.set_speed(speed)
-    return [*history, {"role": "user", "content": message}, *answer_messages(value)]
+    return [*history, asked_message(turn, files), *answer_messages(value)]

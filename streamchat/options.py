@@ -51,6 +51,7 @@ ENV = {
     "backend": "STREAMCHAT_BACKEND",
     "model": "STREAMCHAT_MODEL",
     "record": "STREAMCHAT_RECORD",
+    "record_attachments": "STREAMCHAT_RECORD_ATTACHMENTS",
     "replay": "STREAMCHAT_REPLAY",
     "speed": "STREAMCHAT_SPEED",
     "max_gap": "STREAMCHAT_MAX_GAP",
@@ -95,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         const=str(DEFAULT_RECORDINGS),
         metavar="DIR",
         help="record every live turn to a new JSON Lines file in DIR (default DIR: recordings/)",
+    )
+    parser.add_argument(
+        "--record-attachments",
+        action="store_true",
+        default=None,
+        help="with --record: keep the bytes of the files users attach in the recording (base64, within its size"
+        " limits), so a replay shows their thumbnails; without it only each file's name, type, size and SHA-256",
     )
     parser.add_argument(
         "--replay",
@@ -189,6 +197,7 @@ def settings_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> 
         api_key=api_key,
         base_url=env.get("OPENAI_BASE_URL") or None,
         record_dir=Path(record) if record and mode == "live" else None,
+        record_attachments=_flag(pick("record_attachments")),
         replay_path=replay_path,
         speed=speed,
         max_gap=max_gap,
@@ -231,6 +240,8 @@ def startup_line(settings: Settings, replay_source: str | None, recordings: int 
     config = settings.config
     if settings.mode == "live":
         record = f"; recording to {settings.record_dir}/" if settings.record_dir else ""
+        if record and settings.record_attachments:
+            record += " with the bytes of attached files"
         return (
             f"live mode (OPENAI_API_KEY is set): {config.backend} backend at {server_label(settings.base_url)},"
             f" model {config.model}{record}"

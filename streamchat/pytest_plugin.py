@@ -31,7 +31,7 @@ import pytest
 
 from .proxy import Proxy, Receive, Recorder, Send, ServedApp, serve_app, upstream_from_env
 from .recording import RecordedTurn, RecordingError, load_recording
-from .replay import Player, normalize
+from .replay import Files, Player, normalize, request_files, same_files
 from .replayapi import ReplayAPI, Script, TurnRequest
 from .replayapi.base import text_of
 from .serve import asgi_app, read_body
@@ -97,14 +97,17 @@ class RulePlayer(Player):
         models = {t.index: meta.get(t.index, {}).get("model", recording.header.get("model")) for t in recording.turns}
         return cls(recording, rule=rule, positions=positions, models=models, **kw)
 
-    def select(self, api: Api, user: str, position: int, model: Any) -> RecordedTurn | None:
+    def select(self, api: Api, user: str, position: int, model: Any, files: Files | None = None) -> RecordedTurn | None:
+        """The turn for a request; ``files`` (its files, when known) must be the turn's too."""
         if api != self.recording.api:
             return None
         key = normalize(user)
+        asked = None if files is None else self.keys(files)
         candidates = [
             t
             for t in self.recording.turns
             if ("text" not in self.rule or normalize(t.user) == key)
+            and (asked is None or same_files(t.attachments, asked))
             and ("position" not in self.rule or self.positions[t.index] == position)
             and ("model" not in self.rule or self.models[t.index] == model)
         ]
@@ -116,11 +119,13 @@ class RulePlayer(Player):
         later = [t for t in candidates if self.positions[t.index] > position]
         return later[0] if later else candidates[-1]
 
-    def match(self, message: str, position: int, parent: int | None = None) -> RecordedTurn | None:
+    def match(
+        self, message: str, position: int, parent: int | None = None, attachments: Files | None = ()
+    ) -> RecordedTurn | None:
         request = self._request
         if request is None:
-            return super().match(message, position, parent)
-        return self.select(request.api, message, position, request.body.get("model"))
+            return super().match(message, position, parent, attachments)
+        return self.select(request.api, message, position, request.body.get("model"), attachments)
 
     def describe_miss(self, api: Api, user: str, position: int, model: Any, why: str = "") -> str:
         prompts = [
@@ -136,7 +141,7 @@ class RulePlayer(Player):
     def __call__(self, request: TurnRequest) -> Script:
         self._request = request
         try:
-            turn = self.select(request.api, request.user, request.position, request.body.get("model"))
+            turn = self.select(request.api, request.user, request.position, request.body.get("model"), request_files(request))
             if turn is None:
                 message = self.describe_miss(request.api, request.user, request.position, request.body.get("model"))
                 self.misses.append(message)

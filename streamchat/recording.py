@@ -19,12 +19,16 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.parser import BytesParser
+from email.policy import HTTP
 from pathlib import Path
 from typing import IO, Any
 
 from . import __version__, redact
+from .attachments import elide_data_urls, parse_inline
 from .events import TERMINAL_STATUSES, TurnStatus
 from .redact import clean_text as clean_text  # re-exported: the writer's own rule
 from .sse import APIS, Api, RawEvent
@@ -53,6 +57,32 @@ class RecordedStream:
 
 
 @dataclass
+class RecordedFile:
+    """A file of a turn: one the user attached (``attachments`` of the turn line) or one
+    a tool produced (a ``file`` line, with its ``file_id``)."""
+
+    name: str
+    mime: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    """Hex digest of the bytes; None in recordings that kept only the name (imported)."""
+    data: bytes | None = field(default=None, repr=False)
+    """The bytes, when the recording kept them (``--record-attachments``, tool files)."""
+    file_id: str | None = None
+
+
+@dataclass
+class RecordedRequest:
+    """A provider request as it was sent (``request`` lines): kept for tools and tests;
+    replay never reads it."""
+
+    t: float
+    method: str
+    path: str
+    body: Any
+
+
+@dataclass
 class RecordedTurn:
     index: int
     user: str
@@ -74,6 +104,12 @@ class RecordedTurn:
 
     at: float | None = None
     """Seconds from the session's first turn to this one's start (``at``; older files have none)."""
+    attachments: list[RecordedFile] = field(default_factory=list)
+    """The files of the user's message, in order (the turn line's ``attachments``)."""
+    files: dict[str, RecordedFile] = field(default_factory=dict)
+    """Files tools produced, by the provider's file id (``file`` lines)."""
+    requests: list[RecordedRequest] = field(default_factory=list)
+    """The provider requests the turn made (``request`` lines), in order."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +239,11 @@ class FolderQuota:
             self.used = used
         return used
 
+    def room(self) -> int:
+        """Bytes still free under the limit."""
+        with self._lock:
+            return max(self.limit - self.used, 0)
+
     def take(self, n: int) -> bool:
         with self._lock:
             if self.used + n > self.limit:
@@ -213,6 +254,68 @@ class FolderQuota:
 
 def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):g} MiB"
+
+
+BYTES_SHARE = 0.5
+"""Kept bytes (``--record-attachments``, files tools produce) may take at most this share
+of the room left under each cap, so the answer that follows still fits."""
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _elide_inline(value: Any) -> Any:
+    """A request body with each document inlined as text (``attachments.inline_text``)
+    replaced by its name, type, hash and size: the request as sent, without the file."""
+    if isinstance(value, str):
+        found = parse_inline(value) if value.startswith("<file ") else None
+        if found is None:
+            return value
+        name, mime, body = found
+        raw = body.encode("utf-8")
+        return f'<file name="{name}" type="{mime}" sha256="{_digest(raw)}" size="{len(raw)}"/>'
+    if isinstance(value, dict):
+        return {k: _elide_inline(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_elide_inline(v) for v in value]
+    return value
+
+
+def request_body(content_type: str, content: bytes) -> Any:
+    """What a ``request`` line keeps of a request body: JSON with its data URLs and
+    inlined documents elided; a multipart upload's fields, each file part as its
+    ``filename``, ``type``, ``size`` and ``sha256`` (never its bytes); anything else as
+    its type, size and hash. None for an empty body."""
+    if not content:
+        return None
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind == "multipart/form-data":
+        head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
+        message = BytesParser(policy=HTTP).parsebytes(head + content)
+        if message.is_multipart():
+            fields: dict[str, Any] = {}
+            for part in message.iter_parts():
+                name = part.get_param("name", header="content-disposition") or ""
+                decoded = part.get_payload(decode=True)
+                payload = decoded if isinstance(decoded, bytes) else b""
+                filename = part.get_filename()
+                if filename is not None:
+                    fields[str(name)] = {
+                        "filename": filename,
+                        "type": part.get_content_type(),
+                        "size": len(payload),
+                        "sha256": _digest(payload),
+                    }
+                else:
+                    fields[str(name)] = payload.decode("utf-8", "replace")
+            return {"multipart": fields}
+    if kind == "application/json" or kind.endswith("+json") or not kind:
+        try:
+            return _elide_inline(elide_data_urls(json.loads(content)))
+        except ValueError:
+            pass
+    return {"content_type": kind, "size": len(content), "sha256": _digest(content)}
 
 
 class RecordingWriter:
@@ -239,8 +342,11 @@ class RecordingWriter:
         quota: FolderQuota | None = None,
         secret: str | None = None,
         lock: contextlib.AbstractContextManager[Any] | None = None,
+        record_attachments: bool = False,
     ) -> None:
         self.path = path
+        self.record_attachments = record_attachments
+        """Keep the bytes of the user's files in the turn line (``--record-attachments``)."""
         self._lock = lock if lock is not None else contextlib.nullcontext()
         """Held around each line's write: a folder uploader (CommitScheduler) that
         reads under the same lock never sees half a line."""
@@ -263,6 +369,8 @@ class RecordingWriter:
         self._first: float | None = None
         self.stopped = ""
         """Why recording stopped early (a size cap, a write error); empty while it runs."""
+        self._notice: str | None = None
+        self._noticed = False
 
     def _open(self) -> IO[bytes]:
         if self._file is None:
@@ -385,9 +493,53 @@ class RecordingWriter:
 
     # -- the tap ------------------------------------------------------------------------
 
-    def begin_turn(self, user: str, **place: Any) -> None:
+    def _room(self) -> int:
+        """Bytes a line may still add before it crosses a cap."""
+        room = min(self._max_turn_bytes - self._turn_bytes, self._max_file_bytes - self.file_bytes)
+        if self._quota is not None:
+            room = min(room, self._quota.room())
+        return room
+
+    def _keep_bytes(self, size: int) -> bool:
+        """Whether ``size`` more bytes of base64 fit the caps, within ``BYTES_SHARE``."""
+        return size <= self._room() * BYTES_SHARE
+
+    def _left_out(self, what: str) -> None:
+        if not self._noticed:
+            self._noticed = True
+            self._notice = f"{what} recorded without its bytes: it would pass the recording's size limits."
+
+    def take_notice(self) -> str | None:
+        """A line for the chat, once per session: a file's bytes were left out."""
+        notice, self._notice = self._notice, None
+        return notice
+
+    def _attachments(self, files: Sequence[Any]) -> list[dict[str, Any]]:
+        """The turn line's ``attachments``: each file's ``meta()`` (or the dict given),
+        with its bytes as ``data`` when they are recorded and fit the caps."""
+        out: list[dict[str, Any]] = []
+        budget = 0
+        for item in files:
+            meta = dict(item) if isinstance(item, dict) else item.meta()
+            if self.record_attachments and not isinstance(item, dict):
+                try:
+                    data = item.read()
+                except Exception:  # unreadable now: its metadata says what it was
+                    data = None
+                if data is not None:
+                    size = 4 * ((len(data) + 2) // 3) + 10
+                    if self._keep_bytes(budget + size):
+                        meta["data"] = base64.b64encode(data).decode("ascii")
+                        budget += size
+                    else:
+                        self._left_out(f"The attachment “{meta.get('name')}” was")
+            out.append(meta)
+        return out
+
+    def begin_turn(self, user: str, *, attachments: Sequence[Any] | None = None, **place: Any) -> None:
         """Start a turn; ``place`` (``position``, ``parent``) says where it stands in the
-        chat the user saw (see docs/recording-format.md)."""
+        chat the user saw (see docs/recording-format.md). ``attachments`` are the
+        message's files (``Attachment``s, or their ``meta()`` dicts)."""
         if self.stopped:
             return  # a stopped recording never touches the disk again
         try:
@@ -403,9 +555,12 @@ class RecordingWriter:
         if self._first is None:
             self._first = self._start
         at = round(self._start - self._first, 4)
-        self._write(
-            {"kind": "turn", "turn": self._turn, "user": user, **{k: v for k, v in place.items() if v is not None}, "at": at}
-        )
+        line: dict[str, Any] = {"kind": "turn", "turn": self._turn, "user": user}
+        line.update({k: v for k, v in place.items() if v is not None})
+        if attachments:
+            line["attachments"] = self._attachments(attachments)
+        line["at"] = at
+        self._write(line)
 
     @property
     def turn_number(self) -> int:
@@ -431,11 +586,32 @@ class RecordingWriter:
         self._write({"kind": "tool_output", "turn": self._turn, "t": self._t(), "call_id": call_id, "output": output})
 
     def output_file(self, file_id: str, name: str, data: bytes) -> None:
-        """A file a tool produced: kept whole (base64) so replay can serve it again."""
+        """A file a tool produced: kept whole (base64) so replay can serve it again, or
+        by its name, size and hash alone when its bytes would pass a cap."""
         self._release()
-        line = {"kind": "file", "turn": self._turn, "t": self._t(), "file_id": file_id, "name": name, "size": len(data)}
-        line["sha256"] = hashlib.sha256(data).hexdigest()
-        line["data"] = base64.b64encode(data).decode("ascii")
+        line: dict[str, Any] = {"kind": "file", "turn": self._turn, "t": self._t(), "file_id": file_id, "name": name}
+        line["size"] = len(data)
+        line["sha256"] = _digest(data)
+        if self._keep_bytes(4 * ((len(data) + 2) // 3) + 200):
+            line["data"] = base64.b64encode(data).decode("ascii")
+        else:
+            self._left_out(f"The file “{name}” a tool made was")
+        self._write(line)
+
+    def http_request(self, method: str, path: str, content_type: str, content: bytes) -> None:
+        """A provider request as sent (``backends.base.REQUEST_TAP``): a ``request`` line
+        with the body ``request_body`` keeps (no file's bytes, no headers)."""
+        if self._turn < 0 or self.stopped:
+            return
+        self._release()
+        try:
+            body = request_body(content_type, content)
+        except Exception as exc:  # never into the chat: the line says what it could not read
+            body = {"unreadable": type(exc).__name__, "size": len(content)}
+        line = {"kind": "request", "turn": self._turn, "t": self._t(), "method": method, "path": path, "body": body}
+        if body is not None and not self._keep_bytes(len(_line(line).encode("utf-8"))):
+            # A long chat's history comes with every request: the answer, not its copy, counts.
+            line["body"] = {"omitted": "size", "size": len(content), "sha256": _digest(content)}
         self._write(line)
 
     def end_turn(self, status: TurnStatus) -> None:
@@ -525,7 +701,7 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
             head = obj
             _check_header(head, name)
             continue
-        if kind not in ("turn", "event", "tool_output", "end", "feedback", "marker"):
+        if kind not in ("turn", "event", "tool_output", "end", "feedback", "marker", "file", "request"):
             continue  # unknown kinds are skipped: newer writers may add some
         turn_no = obj.get("turn")
         if not isinstance(turn_no, int):
@@ -542,6 +718,8 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
                 value = obj.get(field_name)
                 if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
                     setattr(turns[turn_no], field_name, value)
+            if "attachments" in obj:
+                turns[turn_no].attachments = _read_attachments(obj["attachments"], number, problems)
             continue
         if kind == "marker":  # a chapter; checked against the turns once all are read
             if isinstance(obj.get("label"), str) and obj["label"].strip():
@@ -575,6 +753,15 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
                 turn.tool_outputs[obj["call_id"]] = obj["output"]
             else:
                 problems.append(f"line {number}: tool_output without call_id or output, skipped")
+        elif kind == "file":
+            found = _read_file(obj, f"line {number}: file", problems)
+            if found is not None:
+                turn.files[found.file_id or ""] = found
+        elif kind == "request":
+            if isinstance(obj.get("method"), str) and isinstance(obj.get("path"), str):
+                turn.requests.append(RecordedRequest(float(t), obj["method"], obj["path"], obj.get("body")))
+            else:
+                problems.append(f"line {number}: request without method or path, skipped")
         elif kind == "end":
             status = obj.get("status")
             if status in TERMINAL_STATUSES:
@@ -590,6 +777,67 @@ def parse_recording(text: str, *, name: str = "") -> Recording:
             problems.append(f"line {number}: marker for unknown turn {marker.turn}, skipped")
     chapters = sorted((m for _, m in markers if m.turn in turns), key=lambda m: m.turn)
     return Recording(header=head, turns=ordered, problems=problems, name=name, markers=chapters)
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _read_file(obj: Any, where: str, problems: list[str]) -> RecordedFile | None:
+    """A file as a turn line's attachment or a ``file`` line holds it: a name, and
+    optionally its type, size, SHA-256 and bytes (base64 ``data``). Bytes that do not
+    decode or do not match the hash or size are dropped (the file stays, by name and
+    hash); a file with no name, or a ``file`` line with no ``file_id``, is skipped."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not obj["name"]:
+        problems.append(f"{where} without a name, skipped")
+        return None
+    file_id = obj.get("file_id")
+    if obj.get("kind") == "file" and (not isinstance(file_id, str) or not file_id):
+        problems.append(f"{where} without a file_id, skipped")
+        return None
+    found = RecordedFile(
+        name=obj["name"],
+        mime=obj["type"] if isinstance(obj.get("type"), str) else None,
+        size=_count(obj.get("size")),
+        file_id=file_id if isinstance(file_id, str) else None,
+    )
+    sha = obj.get("sha256")
+    if isinstance(sha, str) and _SHA256.match(sha.lower()):
+        found.sha256 = sha.lower()
+    elif sha is not None:
+        problems.append(f"{where} “{found.name}”: sha256 is not a SHA-256 hex digest, ignored")
+    data = obj.get("data")
+    if data is not None:
+        try:
+            raw = base64.b64decode(data, validate=True) if isinstance(data, str) else None
+        except ValueError:
+            raw = None
+        if raw is None:
+            problems.append(f"{where} “{found.name}”: data is not base64, dropped")
+        elif found.sha256 is not None and _digest(raw) != found.sha256:
+            problems.append(f"{where} “{found.name}”: data does not match its sha256, dropped")
+        elif found.size is not None and len(raw) != found.size:
+            problems.append(f"{where} “{found.name}”: data does not match its size, dropped")
+        else:
+            found.data = raw
+            found.sha256 = found.sha256 or _digest(raw)
+            found.size = len(raw)
+    return found
+
+
+def _read_attachments(value: Any, number: int, problems: list[str]) -> list[RecordedFile]:
+    if not isinstance(value, list):
+        problems.append(f"line {number}: attachments is not a list, ignored")
+        return []
+    out = []
+    for i, item in enumerate(value):
+        found = _read_file(item, f"line {number}: attachment {i}", problems)
+        if found is not None:
+            out.append(found)
+    return out
 
 
 def _check_header(head: dict[str, Any], name: str) -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from .backends.base import ToolCall
 from .defaults import MAX_GAP
-from .recording import SUFFIX, RecordedTurn, Recording, RecordingError, load_recording
+from .recording import SUFFIX, RecordedFile, RecordedTurn, Recording, RecordingError, load_recording
 from .replayapi import Script, TurnRequest
 from .sse import RawEvent
 
@@ -26,6 +28,60 @@ def normalize(text: str) -> str:
     """Matching key of a prompt: case, width, spacing and final punctuation ignored."""
     text = unicodedata.normalize("NFKC", text).casefold()
     return " ".join(text.split()).rstrip(" .!?。！？")
+
+
+class FileLike(Protocol):
+    """What matching reads of a message's file (``attachments.Attachment`` fits)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+
+Files = Sequence[FileLike | str]
+"""A message's files, in order: each an attachment (name and hash) or a SHA-256 alone
+(what the fake API's ``TurnRequest.attachments`` carries)."""
+
+
+def request_files(request: TurnRequest) -> tuple[str, ...] | None:
+    """The SHA-256s of the files of the user message a request answers, in order; None
+    from a fake API that does not say (a ``TurnRequest`` without ``attachments``)."""
+    files = getattr(request, "attachments", None)
+    return None if files is None else tuple(f for f in files if isinstance(f, str))
+
+
+def name_key(name: str) -> str:
+    """Matching key of a file name (the fallback for files recorded without a hash)."""
+    return unicodedata.normalize("NFKC", name.replace("\\", "/").rsplit("/", 1)[-1]).casefold().strip()
+
+
+def same_files(recorded: Sequence[RecordedFile], asked: Sequence[tuple[str | None, str | None]]) -> bool:
+    """Whether a message's files, as ``(sha256, name)``, are a recorded turn's, in
+    order: the same number, and each the same bytes (SHA-256); a file recorded without
+    a hash (an imported recording) matches one of the same name instead."""
+    if len(recorded) != len(asked):
+        return False
+    for rec, (sha, name) in zip(recorded, asked, strict=True):
+        if rec.sha256 is not None:
+            if sha is None or sha.lower() != rec.sha256:
+                return False
+        elif name is None or name_key(name) != name_key(rec.name):
+            return False
+    return True
+
+
+def describe_files(files: Sequence[RecordedFile] | Sequence[tuple[str | None, str | None]]) -> str:
+    """``a.png, b.pdf``: file names (a short hash for a file known by its hash alone)."""
+    names = []
+    for f in files:
+        if isinstance(f, RecordedFile):
+            names.append(f.name)
+        else:
+            sha, name = f
+            names.append(name or f"a file with SHA-256 {(sha or '?')[:12]}…")
+    return ", ".join(names)
 
 
 def capped(offsets: list[float], max_gap: float) -> list[float]:
@@ -48,17 +104,45 @@ class Player:
     following: int | None = None
     """The recorded turn whose answer the chat now ends with (set by the session before
     a turn), so a branch recorded live (Retry, Edit) replays the way it went."""
+    pinned: int | None = None
+    """Demo mode plays this recorded turn now: a message with its text gets it whatever
+    files come with it (the demo sends the recorded files only when it has their bytes)."""
+    names: dict[str, str] = field(default_factory=dict)
+    """File names by SHA-256, learned from the messages matched with their names (the
+    session's), so the fake API's request, which carries hashes only, can match a file
+    recorded by name alone."""
 
-    def match(self, message: str, position: int, parent: int | None = None) -> RecordedTurn | None:
-        """The recorded turn for ``message`` as the ``position``-th user message of its
-        chat, asked after the answer of recorded turn ``parent`` (None: unknown, or the
-        first): the same text at that position (following that parent, if one does; of
-        several, the last: the one whose answer stayed in the chat), else the first one
-        after that position, else any. Retry asks the same again and gets the same turn."""
+    def keys(self, files: Files) -> list[tuple[str | None, str | None]]:
+        """``(sha256, name)`` of each file; a bare hash gets the name learned for it."""
+        out: list[tuple[str | None, str | None]] = []
+        for f in files:
+            if isinstance(f, str):
+                out.append((f, self.names.get(f)))
+            else:
+                self.names[f.sha256] = f.name
+                out.append((f.sha256, f.name))
+        return out
+
+    def match(
+        self, message: str, position: int, parent: int | None = None, attachments: Files | None = ()
+    ) -> RecordedTurn | None:
+        """The recorded turn for ``message`` with its files ``attachments`` as the
+        ``position``-th user message of its chat, asked after the answer of recorded turn
+        ``parent`` (None: unknown, or the first): among the turns with the same text and
+        the same files (``same_files``), the one at that position (following that parent,
+        if one does; of several, the last: the one whose answer stayed in the chat), else
+        the first one after that position, else any. Retry asks the same again and gets
+        the same turn. ``attachments`` None: the files are not known, not compared."""
         if parent is None:
             parent = self.following
         key = normalize(message)
-        candidates = [t for t in self.recording.turns if normalize(t.user) == key]
+        asked = None if attachments is None else self.keys(attachments)
+        pinned = [t for t in self.recording.turns if t.index == self.pinned and normalize(t.user) == key]
+        if pinned:
+            return pinned[0]
+        candidates = [
+            t for t in self.recording.turns if normalize(t.user) == key and (asked is None or same_files(t.attachments, asked))
+        ]
         if not candidates:
             return None
         here = [t for t in candidates if t.place == position]
@@ -68,12 +152,31 @@ class Player:
         later = [t for t in candidates if t.place > position]
         return later[0] if later else candidates[-1]
 
-    def unmatched_text(self, message: str) -> str:
-        prompts = "\n".join(f"- {p}" for p in dict.fromkeys(self.recording.prompts))
+    def prompt_lines(self) -> list[str]:
+        """The recording's prompts, each with the files it was asked with."""
+        lines = []
+        for turn in self.recording.turns:
+            files = f" (with {describe_files(turn.attachments)})" if turn.attachments else ""
+            lines.append(f"- {turn.user}{files}")
+        return list(dict.fromkeys(lines))
+
+    def unmatched_text(self, message: str, attachments: Files | None = ()) -> str:
+        prompts = "\n".join(self.prompt_lines())
+        asked = self.keys(attachments or ())
+        files = f" with {describe_files(asked)}" if asked else ""
         return (
             f"This is a replay of the recording “{self.recording.name}”, and nothing in it answers "
-            f"“{message.strip()[:200]}”. You can ask:\n{prompts}"
+            f"“{message.strip()[:200]}”{files}. You can ask:\n{prompts}"
         )
+
+    def file_content(self, file_id: str) -> tuple[str, bytes] | None:
+        """A file a tool produced in the recording (a ``file`` line), as ``(name, bytes)``,
+        for the fake API to serve; None when it holds no such file or not its bytes."""
+        for turn in self.recording.turns:
+            found = turn.files.get(file_id)
+            if found is not None and found.data is not None:
+                return found.name, found.data
+        return None
 
     def _streams(self, turn: RecordedTurn) -> list[list[tuple[float, RawEvent]]]:
         """The turn's streams with capped offsets, computed over the whole turn: the
@@ -90,9 +193,10 @@ class Player:
 
     def __call__(self, request: TurnRequest) -> Script:
         """The ``StreamSource`` for the fake API."""
-        turn = self.match(request.user, request.position)
+        files = request_files(request)
+        turn = self.match(request.user, request.position, attachments=files)
         if turn is None:
-            message = self.unmatched_text(request.user)
+            message = self.unmatched_text(request.user, files)
             return Script(status=404, error={"message": message, "type": "invalid_request_error", "code": "no_recorded_turn"})
         streams = self._streams(turn)
         if request.stream == len(streams) and turn.status in ("interrupted", "cancelled"):
@@ -102,9 +206,9 @@ class Player:
             return Script(status=409, error={"message": message, "type": "invalid_request_error", "code": "no_recorded_stream"})
         return Script(events=streams[request.stream])
 
-    def tool_output(self, message: str, position: int, call: ToolCall) -> str:
+    def tool_output(self, message: str, position: int, call: ToolCall, attachments: Files = ()) -> str:
         """The recorded output of a call: replay never runs a handler again."""
-        turn = self.match(message, position)
+        turn = self.match(message, position, attachments=attachments)
         if turn is not None and call.call_id in turn.tool_outputs:
             return turn.tool_outputs[call.call_id]
         return f"Error: the recording has no output for call {call.call_id}."

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .recording import RecordingError
-from .replay import MAX_GAP, Library, Player
+from .replay import MAX_GAP, Library, Player, request_files
 from .replayapi import ReplayAPI, Script, TurnRequest
 from .serve import RunningServer, asgi_app, serve_in_thread
 from .validate import MAX_BODY
@@ -39,19 +39,35 @@ class UnionSource:
     def prompts(self, api: str) -> list[str]:
         return list(dict.fromkeys(p for player in self.players if player.recording.api == api for p in player.recording.prompts))
 
+    def prompt_lines(self, api: str) -> list[str]:
+        """``- prompt (with a.png)``: the prompts recorded for ``api`` with their files."""
+        return list(
+            dict.fromkeys(line for player in self.players if player.recording.api == api for line in player.prompt_lines())
+        )
+
     def __call__(self, request: TurnRequest) -> Script:
+        files = request_files(request)
         for player in self.players:
-            if player.recording.api == request.api and player.match(request.user, request.position) is not None:
+            if player.recording.api == request.api and player.match(request.user, request.position, attachments=files):
                 return player(request)
         asked = request.user.strip()[:200]
-        prompts = self.prompts(request.api)
+        prompts = self.prompt_lines(request.api)
         if prompts:
-            listed = "\n".join(f"- {p}" for p in prompts)
-            message = f"No recording answers “{asked}” on the {request.api} API. The recorded prompts are:\n{listed}"
+            listed = "\n".join(prompts)
+            with_files = f" with {len(files)} file{'' if len(files) == 1 else 's'}" if files else ""
+            message = f"No recording answers “{asked}”{with_files} on the {request.api} API. The recorded prompts are:\n{listed}"
         else:
             apis = ", ".join(sorted({p.recording.api for p in self.players}))
             message = f"No recording here uses the {request.api} API (recorded: {apis})."
         return Script(status=404, error={"message": message, "type": "invalid_request_error", "code": "no_recorded_turn"})
+
+    def file_content(self, file_id: str) -> tuple[str, bytes] | None:
+        """A file a tool produced in any of the recordings (see ``Player.file_content``)."""
+        for player in self.players:
+            found = player.file_content(file_id)
+            if found is not None:
+                return found
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:

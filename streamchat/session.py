@@ -23,7 +23,7 @@ import openai
 from . import events as ev
 from .attachments import Attachment
 from .backends import BACKENDS, Backend, Conversation, TurnContext
-from .backends.base import WAIT_STATUS, NullTap, RetryingClient, ToolRunner, describe_error, redact
+from .backends.base import REQUEST_TAP, WAIT_STATUS, NullTap, RetryingClient, ToolRunner, describe_error, redact
 from .backends.history import answered_key, history_key, visible
 from .coalesce import Coalescer, Pace, gauge_for
 from .config import Config
@@ -31,7 +31,7 @@ from .defaults import READ_TIMEOUT
 from .events import StreamEvent
 from .guard import Limit
 from .playback import Playback
-from .recording import MAX_FOLDER_BYTES, FolderQuota, RecordingWriter, header, new_recording_path
+from .recording import MAX_FOLDER_BYTES, FolderQuota, RecordedTurn, RecordingWriter, header, new_recording_path
 from .redact import REPLACED, EventRedactor, clean_message, clean_text, protect_logs
 from .replay import MAX_GAP, Library, Player
 from .tools import LocalTools
@@ -57,6 +57,8 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
     record_dir: Path | None = None
+    record_attachments: bool = False
+    """Keep the bytes of the user's files in recordings (``--record-attachments``)."""
     replay_path: Path | None = None
     speed: float = 1.0
     max_gap: float = MAX_GAP
@@ -137,6 +139,7 @@ class Runtime:
             secret=self.settings.api_key,
             lock=self.record_lock,
             quota=quota,
+            record_attachments=self.settings.record_attachments,
         )
         if quota.measure(folder) > MAX_FOLDER_BYTES:
             limit = f"{MAX_FOLDER_BYTES / (1024 * 1024):g} MiB"
@@ -243,6 +246,8 @@ class ChatSession:
         self.record = True
         """This session's record toggle (UI): off pauses its recording; needs ``record_dir``."""
         self.last_status: str | None = None
+        self.replayed: RecordedTurn | None = None
+        """Replay: the recorded turn that answered the last message (None: none did, or live)."""
         self._turn_running = False
         self._said_replaced = False
         self.outputs: Path | None = None
@@ -392,6 +397,7 @@ class ChatSession:
         if self.playback is not None:
             self.playback.follow(parent)  # replay follows the branch recorded
         answer = self._answer_locally(message, position, attachments)
+        self.replayed = self.player.match(message, position, attachments=attachments) if self.player is not None else None
         if answer is not None:  # nothing to ask the API: say so in the chat
             transcript.handle_event(answer)
             transcript.handle_event(ev.turn_end("completed"))
@@ -401,9 +407,11 @@ class ChatSession:
         backend = self.backend
         recorder = self._recorder()
         if recorder is not None:
-            recorder.begin_turn(message, position=position, parent=parent, attachments=[a.meta() for a in attachments] or None)
+            recorder.begin_turn(message, position=position, parent=parent, attachments=attachments or None)
         queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
-        ctx = TurnContext(tap=recorder or NullTap(), run_tool=self._tool_runner(message, position), attachments=attachments)
+        ctx = TurnContext(
+            tap=recorder or NullTap(), run_tool=self._tool_runner(message, position, attachments), attachments=attachments
+        )
         ctx.max_output_tokens = self.runtime.settings.max_output_tokens
         ctx.outputs = self.output_folder()
         pump = asyncio.ensure_future(self._pump(backend, message, history, ctx, queue))
@@ -423,6 +431,10 @@ class ChatSession:
             if recorder is not None and recorder.stopped:
                 transcript.handle_event(ev.notice(recorder.stopped))
                 coalescer.dirty = True
+            left_out = recorder.take_notice() if recorder is not None else None
+            if left_out:  # a file's bytes were not recorded: said once per session
+                transcript.handle_event(ev.notice(left_out))
+                coalescer.dirty = True
             if coalescer.dirty:
                 yield None
         finally:
@@ -437,21 +449,29 @@ class ChatSession:
             asked = user_content(message, attachments)
             shown = answered_key(history, asked, transcript.snapshot()) if transcript.status == "completed" else None
             conv.settle(shown)
-            self._note_turn(conv, shown, recorder, message, position)
+            self._note_turn(conv, shown, recorder, message, position, attachments)
             if recorder is not None:
                 recorder.end_turn(transcript.status or "cancelled")
             if not coalescer.ended or transcript.status == "interrupted":
                 # Stopped, or the stream broke: the remote run may still be going.
                 self.runtime.background(self._cancel_remote(backend))
 
-    def _note_turn(self, conv: Conversation, shown: str | None, recorder: Any, message: str, position: int) -> None:
+    def _note_turn(
+        self,
+        conv: Conversation,
+        shown: str | None,
+        recorder: Any,
+        message: str,
+        position: int,
+        attachments: Sequence[Attachment] = (),
+    ) -> None:
         """Remember which recorded turn answered the chat now shown (the next turn's parent)."""
         if shown is None:
             return
         if recorder is not None and not recorder.stopped:
             conv.recorded[shown] = recorder.turn_number
         elif self.player is not None:
-            served = self.player.match(message, position)
+            served = self.player.match(message, position, attachments=attachments)
             if served is not None:
                 conv.recorded[shown] = served.index
 
@@ -463,7 +483,7 @@ class ChatSession:
         refused = self.backend.refuse(attachments) if attachments else None
         if refused is not None:  # files this API cannot take: said before any request
             return ev.error(refused)
-        return self.playback.answer_locally(message, position) if self.playback is not None else None
+        return self.playback.answer_locally(message, position, attachments) if self.playback is not None else None
 
     async def _pump(
         self,
@@ -479,6 +499,7 @@ class ChatSession:
         ended = False
         outgoing = EventRedactor(self.runtime.settings.api_key, said_replaced=self._said_replaced)
         WAIT_STATUS.set(lambda line: queue.put_nowait(ev.waiting(line)))  # this task's context only
+        REQUEST_TAP.set(getattr(ctx.tap, "http_request", None))  # the recorder's request lines
         try:
             async for event in backend.turn(self.conv, message, history, ctx):
                 has_text = has_text or event.kind == "text"
@@ -503,8 +524,8 @@ class ChatSession:
                 queue.put_nowait(ev.turn_end("interrupted"))
             queue.put_nowait(None)
 
-    def _tool_runner(self, message: str, position: int) -> ToolRunner:
-        return self.tools.run if self.playback is None else self.playback.tool_runner(message, position)
+    def _tool_runner(self, message: str, position: int, attachments: Sequence[Attachment] = ()) -> ToolRunner:
+        return self.tools.run if self.playback is None else self.playback.tool_runner(message, position, attachments)
 
     async def _cancel_remote(self, backend: Backend) -> None:
         try:

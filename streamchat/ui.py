@@ -32,6 +32,7 @@ from . import attachments as att
 from .demo_ui import DemoSlot, add_controls, wire
 from .guard import AllowList, Guard, Refusal
 from .options import DEFAULT_RECORDINGS, server_label
+from .playback import example_messages
 from .recording import RecordingWriter
 from .replay import normalize
 from .session import ChatSession, Runtime
@@ -287,6 +288,13 @@ def _examples(runtime: Runtime, name: str | None) -> list[str]:
     return list(dict.fromkeys(runtime.library.load(name).prompts))
 
 
+def _example_messages(runtime: Runtime, name: str | None) -> list[Any]:
+    """The examples as the chat offers them: a recording's with its files' thumbnails."""
+    if runtime.live or runtime.library is None or name is None:
+        return _examples(runtime, name)
+    return example_messages(runtime.library.load(name))
+
+
 def build_demo(runtime: Runtime) -> gr.Blocks:
     """The app as served; also starts the optional dataset upload of recordings."""
     try:
@@ -373,7 +381,7 @@ class ChatApp:
 
     def _chat(self, slot: gr.State) -> gr.ChatInterface:
         config = self.runtime.config
-        examples = _examples(self.runtime, self.first)
+        examples = _example_messages(self.runtime, self.first)
         chat = gr.ChatInterface(
             self.respond,
             additional_inputs=[slot],
@@ -492,7 +500,7 @@ class ChatApp:
             slot.idle.set()
             if session.recorder is not None and session.recorder.turn_number + 1 > (begun if session.recorder is writer else 0):
                 slot.recorded_turns[position] = (session.recorder, session.recorder.turn_number)
-        past = session.player.match(message, position) if session.player is not None else None
+        past = session.replayed  # the recorded turn that answered (text and files)
         if past is not None and past.feedback is not None and value is not None:  # replay shows the recorded vote
             yield with_past_vote(value, past.feedback)
 
@@ -577,7 +585,7 @@ class ChatApp:
         await slot.demo.controls.end_running()
         session = slot.get(runtime)
         await session.reset(recording=name, speed=value)
-        prompts: list[Any] = [{"text": p} for p in _examples(runtime, name)]
+        prompts: list[Any] = _example_messages(runtime, name)
         return gr.Chatbot(value=[], examples=prompts), [], banner_text(runtime, session)
 
     async def on_speed(self, value: float, slot: SessionSlot) -> str:

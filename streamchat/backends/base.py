@@ -402,6 +402,13 @@ WAIT_STATUS: contextvars.ContextVar[WaitReporter | None] = contextvars.ContextVa
 """Where a turn wants its live waiting lines ("Rate limited: retrying in 20 s …"): set by
 the session around a turn; the retry transport, which runs in the turn's task, reads it."""
 
+RequestReporter = Callable[[str, str, str, bytes], None]
+
+REQUEST_TAP: contextvars.ContextVar[RequestReporter | None] = contextvars.ContextVar("streamchat_request_tap", default=None)
+"""Where a turn reports each request it sends (method, path, content type, body): the
+recorder's ``http_request``, set by the session around a turn; ``RetryingClient.send``,
+which runs in the turn's task, calls it once per request (not per retry)."""
+
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 INITIAL_BACKOFF = 0.5
 MAX_BACKOFF = 8.0
@@ -466,6 +473,11 @@ class RetryingClient(httpx2.AsyncClient):
         return min(INITIAL_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF) * (1 - 0.25 * self.jitter())
 
     async def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
+        tap = REQUEST_TAP.get()
+        if tap is not None:  # recorded as sent: the body read once (kept for a retry too)
+            content = await request.aread()
+            path = request.url.path + (f"?{request.url.query.decode()}" if request.url.query else "")
+            tap(request.method, path, request.headers.get("content-type", ""), content)
         attempts = self.retries + 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.read_timeout  # for the headers, all attempts together
