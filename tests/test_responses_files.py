@@ -178,7 +178,7 @@ async def test_a_reseed_reads_no_file_the_session_was_not_given(fake: Fake, tmp_
 
 
 def test_visible_with_files_pairs_each_visible_message_with_its_files() -> None:
-    history = [
+    history: list[dict[str, Any]] = [
         {"role": "user", "content": [{"type": "file", "file": {"path": "/up/a.png", "orig_name": "a.png"}}]},
         {"role": "user", "content": ("/up/b.pdf",)},
         {"role": "user", "content": [{"path": "/up/c.md"}, {"type": "text", "text": "read"}]},
