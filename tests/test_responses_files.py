@@ -18,6 +18,7 @@ import pytest
 from conftest import BASE_CONFIG, TEST_KEY, Fake, make_settings
 
 from streamchat.attachments import Attachment, Limits, inspect
+from streamchat.backends import responses
 from streamchat.backends.base import Conversation, NullTap, TurnContext
 from streamchat.backends.history import content_text, visible
 from streamchat.backends.responses import ResponsesAdapter, ResponsesBackend, _safe_part, visible_with_files
@@ -104,6 +105,31 @@ async def test_an_image_reaches_the_model_as_input_image(fake: Fake, tmp_path: P
     assert part["type"] == "input_image" and part["image_url"].startswith("data:image/png;base64,")
     assert fake.core.files.files == {}  # a data URL: nothing uploaded, nothing to delete
     await page.session.close()
+    await rt.shutdown()
+
+
+async def test_a_large_image_is_uploaded_and_deleted_with_the_session(
+    fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over ``IMAGE_INLINE_MAX`` an image goes by file id (purpose vision), uploaded once;
+    the code interpreter's container gets documents, not such images."""
+    small, large = png(), png((0, 0, 255), size=64)
+    monkeypatch.setattr(responses, "IMAGE_INLINE_MAX", len(small))
+    rt = runtime(fake, CODE_CONFIG)
+    session = rt.new_session()
+    page = Page(session)
+    big, csv = attach(tmp_path, "big.png", large), attach(tmp_path, "data.csv", b"x\n1\n")
+    await page.send("Compare", (attach(tmp_path, "small.png", small), big, csv))
+    assert fake.core.contexts[-1] == [("user", "Compare"), ("image", sha(small)), ("image", sha(large)), ("file", csv.sha256)]
+    body = stream_requests(fake)[-1].body
+    image_id, csv_id = session.conv.uploads[big.sha256], session.conv.uploads[csv.sha256]
+    assert body["input"][-1]["content"][2] == {"type": "input_image", "file_id": image_id}
+    assert fake.core.files.files[image_id].purpose == "vision"
+    assert body["tools"][0]["container"]["file_ids"] == [csv_id]
+    await page.send("Again", (big,))
+    assert len([r for r in fake.core.requests("POST") if r.path == "/files"]) == 2  # not uploaded twice
+    await session.close()
+    assert fake.core.files.files == {}
     await rt.shutdown()
 
 

@@ -280,12 +280,13 @@ def tool_specs(config: Config) -> list[dict[str, Any]]:
     return specs
 
 
-def session_tools(specs: list[dict[str, Any]], conv: Conversation) -> list[dict[str, Any]]:
+def session_tools(specs: list[dict[str, Any]], conv: Conversation, documents: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The request's tools with the session's files in them: ``file_search`` searches the
     configured stores and the session's own (without configured stores the tool is sent
     only once the session has one: the API needs a store to search); an ``auto`` code
-    interpreter container gets every file the session uploaded, so a new container (the
-    old one expired) has them too. A configured container id is left as it is."""
+    interpreter container gets ``documents`` (the ids of every document the session
+    uploaded), so a new container (the old one expired) has them too. A configured
+    container id is left as it is."""
     out: list[dict[str, Any]] = []
     for spec in specs:
         if spec["type"] == "file_search":
@@ -293,13 +294,13 @@ def session_tools(specs: list[dict[str, Any]], conv: Conversation) -> list[dict[
             if not stores:
                 continue
             spec = {**spec, "vector_store_ids": stores}
-        elif spec["type"] == "code_interpreter" and conv.uploads:
+        elif spec["type"] == "code_interpreter" and documents:
             container = spec.get("container")
             if isinstance(container, dict) and container.get("type", "auto") == "auto":
                 given = [str(f) for f in container.get("file_ids") or []]
                 spec = {
                     **spec,
-                    "container": {**container, "file_ids": [*given, *(f for f in conv.uploads.values() if f not in given)]},
+                    "container": {**container, "file_ids": [*given, *(f for f in documents if f not in given)]},
                 }
         out.append(spec)
     return out
@@ -311,6 +312,11 @@ SEED_BATCH = 20
 UPLOAD_PURPOSE: Literal["assistants"] = "assistants"
 """Documents are uploaded once for both tools that take them: file_search (a vector
 store's files) and the code interpreter (an ``auto`` container's ``file_ids``)."""
+IMAGE_INLINE_MAX = 4 * 1024 * 1024
+"""An image up to this many bytes goes as a data URL; a larger one is uploaded (purpose
+``vision``) and sent by its file id. A request's whole payload is capped (50 MB at
+OpenAI), and five images at the default limit of 20 MiB would be some 130 MB as data
+URLs (base64 adds a third)."""
 INDEX_WAIT = 120.0
 """Seconds to wait for a document to be indexed in the session's vector store."""
 STORE_EXPIRY: ExpiresAfter = {"anchor": "last_active_at", "days": 1}
@@ -362,6 +368,12 @@ def _safe_part(name: str, fallback: str) -> str:
 class ResponsesBackend(Backend):
     api = "responses"
 
+    def __init__(self, client: openai.AsyncOpenAI, config: Config) -> None:
+        super().__init__(client, config)
+        self._images: set[str] = set()
+        """Ids of uploaded images (``Conversation.uploads`` holds documents and these):
+        the code interpreter's container gets the documents only."""
+
     async def end_session(self, conv: Conversation) -> None:
         """Delete what the session made: its vector store, every file it uploaded and its
         conversation. Each deletion is tried on its own: one that fails is logged and
@@ -374,6 +386,7 @@ class ResponsesBackend(Backend):
         steps: list[tuple[str, Any]] = []
         if store_id:
             steps.append((f"vector store {store_id}", lambda: self.client.vector_stores.delete(store_id)))
+        self._images.difference_update(file_ids)
         for file_id in file_ids:
             steps.append((f"file {file_id}", lambda file_id=file_id: self.client.files.delete(file_id)))
         if conversation_id:
@@ -394,11 +407,14 @@ class ResponsesBackend(Backend):
     async def _content(self, conv: Conversation, text: str, attachments: Sequence[Attachment], notices: list[str]) -> Any:
         """A user message's content with its files, in the forms this API takes.
 
-        An image is an ``input_image`` with the image as a data URL, not an uploaded
-        file's id: there is nothing to delete when the session ends, no upload before
-        the answer can start, and every Responses-compatible server takes it. The cost
-        is the image's bytes in the request that carries it (once: the conversation
-        keeps the item; again only when an unknown history is reseeded).
+        An image is an ``input_image`` with the image as a data URL rather than an
+        uploaded file's id: there is nothing to delete when the session ends, no upload
+        before the answer can start, and every Responses-compatible server takes it.
+        The cost is the image's bytes in the request that carries it (once: the
+        conversation keeps the item; again only when an unknown history is reseeded).
+        An image over ``IMAGE_INLINE_MAX`` is uploaded instead (purpose ``vision``,
+        deleted with the session), so a message of large images stays under the
+        request size cap.
 
         A document goes to the session's vector store when ``file_search`` is
         configured (uploaded once, reused by SHA-256); otherwise it is an
@@ -413,10 +429,15 @@ class ResponsesBackend(Backend):
         parts: list[dict[str, Any]] = [{"type": "input_text", "text": text}] if text else []
         searches, interprets = self._uses("file_search"), self._uses("code_interpreter")
         for attachment in attachments:
-            if attachment.kind == "image":
+            if attachment.kind == "image" and attachment.size <= IMAGE_INLINE_MAX:
                 parts.append({"type": "input_image", "image_url": attachment.data_url()})
                 continue
-            file_id = await self._upload(conv, attachment) if searches or interprets else None
+            if attachment.kind == "image":
+                image_id = await self._upload(conv, attachment, "vision")
+                self._images.add(image_id)
+                parts.append({"type": "input_image", "file_id": image_id})
+                continue
+            file_id = await self._upload(conv, attachment, UPLOAD_PURPOSE) if searches or interprets else None
             if searches and file_id is not None:
                 await self._index(conv, attachment, file_id, notices)
             else:
@@ -425,13 +446,11 @@ class ResponsesBackend(Backend):
             parts = [{"type": "input_text", "text": "\n\n".join(f"[file: {a.name}]" for a in attachments)}]
         return parts
 
-    async def _upload(self, conv: Conversation, attachment: Attachment) -> str:
+    async def _upload(self, conv: Conversation, attachment: Attachment, purpose: Literal["assistants", "vision"]) -> str:
         """The provider's id of this file: uploaded on its first use in the session."""
         file_id = conv.uploads.get(attachment.sha256)
         if file_id is None:
-            made = await self.client.files.create(
-                file=(attachment.name, attachment.read(), attachment.mime), purpose=UPLOAD_PURPOSE
-            )
+            made = await self.client.files.create(file=(attachment.name, attachment.read(), attachment.mime), purpose=purpose)
             file_id = conv.uploads[attachment.sha256] = made.id
         return file_id
 
@@ -589,7 +608,8 @@ class ResponsesBackend(Backend):
             return
         for line in notices:
             yield ev.notice(line)
-        tools = session_tools(tool_specs(self.config), conv)
+        documents = [f for f in conv.uploads.values() if f not in self._images]
+        tools = session_tools(tool_specs(self.config), conv, documents)
         request_input: Any = [*earlier, {"role": "user", "content": content}]
         fetched: set[str] = set()
         for round_ in range(ctx.max_rounds + 1):
