@@ -186,6 +186,32 @@ async def test_images_stay_right_through_undo_retry_and_a_reseed(fake: Fake, tmp
     await rt.shutdown()
 
 
+async def test_images_on_a_server_that_only_chains_responses(fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the Conversations API the chain keeps the image; an unknown history is
+    sent as input items with the session's images in them."""
+    monkeypatch.setattr(fake.core, "conversations_api", False)
+    rt = runtime(fake)
+    session = rt.new_session()
+    page = Page(session)
+    red = attach(tmp_path, "red.png", png())
+    await page.send("What is this?", (red,))
+    await page.send("Sure?")
+    assert session.conv.chain_only and "previous_response_id" in stream_requests(fake)[-1].body
+    assert fake.core.contexts[-1][:2] == [("user", "What is this?"), ("image", red.sha256)]
+    page.history[1] = browser_message("assistant", "A red square.")
+    page.history = page.history[:2]
+    await page.send("Thanks")
+    assert "previous_response_id" not in stream_requests(fake)[-1].body
+    assert fake.core.contexts[-1] == [
+        ("user", "[file: red.png]\n\nWhat is this?"),
+        ("image", red.sha256),
+        ("assistant", "A red square."),
+        ("user", "Thanks"),
+    ]
+    await session.close()
+    await rt.shutdown()
+
+
 async def test_a_reseed_reads_no_file_the_session_was_not_given(fake: Fake, tmp_path: Path) -> None:
     """A path in the history the browser sends is not trusted: only files attached in
     this session are read again."""
