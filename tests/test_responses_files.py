@@ -301,6 +301,29 @@ async def test_a_document_only_message_names_its_searched_files(fake: Fake, tmp_
     await rt.shutdown()
 
 
+async def test_a_document_file_search_cannot_take_is_read_instead(fake: Fake, tmp_path: Path) -> None:
+    """A CSV is not a file_search type: with file_search it is still an input_file, and
+    no store is made for it."""
+    rt = runtime(fake, SEARCH_CONFIG)
+    page = Page(rt.new_session())
+    table = attach(tmp_path, "table.csv", b"id,value\n1,2\n")
+    await page.send("Sum it", (table,))
+    assert fake.core.contexts[-1] == [("user", "Sum it"), ("file", table.sha256)]
+    assert fake.core.live_objects("vector_store") == [] and fake.core.files.files == {}
+    await page.session.close()
+    await rt.shutdown()
+
+
+async def test_a_pdf_is_named_as_one_whatever_it_was_called(fake: Fake, tmp_path: Path) -> None:
+    rt = runtime(fake, SEARCH_CONFIG)
+    page = Page(rt.new_session())
+    await page.send("Read", (attach(tmp_path, "scan", b"%PDF-1.4 no extension\n"),))
+    (file_id,) = page.session.conv.uploads.values()
+    assert fake.core.files.files[file_id].filename == "scan.pdf"
+    await page.session.close()
+    await rt.shutdown()
+
+
 @pytest.mark.parametrize(("name", "data"), [("notes.csv", b"id,value\n1,2\n"), ("paper.pdf", b"%PDF-1.4 tiny\n")])
 async def test_without_file_search_a_document_is_an_input_file(fake: Fake, tmp_path: Path, name: str, data: bytes) -> None:
     rt = runtime(fake)

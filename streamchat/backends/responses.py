@@ -317,6 +317,35 @@ IMAGE_INLINE_MAX = 4 * 1024 * 1024
 ``vision``) and sent by its file id. A request's whole payload is capped (50 MB at
 OpenAI), and five images at the default limit of 20 MiB would be some 130 MB as data
 URLs (base64 adds a third)."""
+SEARCHABLE_TYPES = frozenset(
+    {
+        "application/pdf",
+        "text/plain",
+        "text/markdown",
+        "application/json",
+        "text/html",
+        "text/css",
+        "text/javascript",
+        "text/x-typescript",
+        "text/x-python",
+        "text/x-c",
+        "text/x-c++",
+        "text/x-java",
+        "text/x-go",
+        "application/x-sh",
+        "text/x-tex",
+    }
+)
+"""The app's document types (``attachments.DOCUMENT_TYPES``) that file_search takes into a
+vector store (OpenAI's list of supported files). The others (CSV, YAML, XML, Rust) go
+as ``input_file``, which takes spreadsheets and any text or code file."""
+_SUFFIXES = {
+    "application/pdf": (".pdf",),
+    "image/png": (".png",),
+    "image/jpeg": (".jpg", ".jpeg"),
+    "image/gif": (".gif",),
+    "image/webp": (".webp",),
+}
 INDEX_WAIT = 120.0
 """Seconds to wait for a document to be indexed in the session's vector store."""
 STORE_EXPIRY: ExpiresAfter = {"anchor": "last_active_at", "days": 1}
@@ -357,6 +386,15 @@ def visible_with_files(history: list[dict[str, Any]]) -> list[tuple[dict[str, st
             continue
         out.append((one, _file_refs(message.get("content")) if one["role"] == "user" else []))
     return out
+
+
+def wire_name(attachment: Attachment) -> str:
+    """The file's name as sent: the API tells a file's type by its extension, and a PDF or
+    an image is recognised by its bytes here whatever it was called."""
+    suffixes = _SUFFIXES.get(attachment.mime)
+    if suffixes and not attachment.name.lower().endswith(suffixes):
+        return attachment.name + suffixes[0]
+    return attachment.name
 
 
 def _safe_part(name: str, fallback: str) -> str:
@@ -417,10 +455,11 @@ class ResponsesBackend(Backend):
         request size cap.
 
         A document goes to the session's vector store when ``file_search`` is
-        configured (uploaded once, reused by SHA-256); otherwise it is an
-        ``input_file`` with the file as a data URL: the API reads a PDF as text and
-        page images and a text or code file as text, which covers every document type
-        the app accepts (``attachments.DOCUMENT_TYPES``). With ``code_interpreter`` a
+        configured and takes its type (``SEARCHABLE_TYPES``; uploaded once, reused by
+        SHA-256); otherwise it is an ``input_file`` with the file as a data URL: the
+        API reads a PDF as text and page images, a spreadsheet (CSV) through its
+        spreadsheet step and a text or code file as text, which covers every document
+        type the app accepts (``attachments.DOCUMENT_TYPES``). With ``code_interpreter`` a
         document is uploaded too and becomes a file of its container
         (``session_tools``). What could not be done is added to ``notices``.
         """
@@ -437,11 +476,12 @@ class ResponsesBackend(Backend):
                 self._images.add(image_id)
                 parts.append({"type": "input_image", "file_id": image_id})
                 continue
-            file_id = await self._upload(conv, attachment, UPLOAD_PURPOSE) if searches or interprets else None
-            if searches and file_id is not None:
+            searched = searches and attachment.mime in SEARCHABLE_TYPES
+            file_id = await self._upload(conv, attachment, UPLOAD_PURPOSE) if searched or interprets else None
+            if searched and file_id is not None:
                 await self._index(conv, attachment, file_id, notices)
             else:
-                parts.append({"type": "input_file", "filename": attachment.name, "file_data": attachment.data_url()})
+                parts.append({"type": "input_file", "filename": wire_name(attachment), "file_data": attachment.data_url()})
         if not parts:  # only searched documents: the message names them, as the page does
             parts = [{"type": "input_text", "text": "\n\n".join(f"[file: {a.name}]" for a in attachments)}]
         return parts
@@ -450,7 +490,9 @@ class ResponsesBackend(Backend):
         """The provider's id of this file: uploaded on its first use in the session."""
         file_id = conv.uploads.get(attachment.sha256)
         if file_id is None:
-            made = await self.client.files.create(file=(attachment.name, attachment.read(), attachment.mime), purpose=purpose)
+            made = await self.client.files.create(
+                file=(wire_name(attachment), attachment.read(), attachment.mime), purpose=purpose
+            )
             file_id = conv.uploads[attachment.sha256] = made.id
         return file_id
 
