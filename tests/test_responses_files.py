@@ -450,7 +450,7 @@ async def test_a_failed_download_is_a_notice_not_a_failed_turn(fake: Fake, tmp_p
     events = [e async for e in backend.turn(Conversation(), "Plot", [], TurnContext(outputs=tmp_path))]
     await backend.client.close()
     notices = [e.text for e in events if e.kind == "notice"]
-    assert len(notices) == 1 and notices[0].startswith("Could not download plot.png: Not found (404)")
+    assert notices == ["Could not download plot.png: the server does not have it (404)."]
     assert events[-1].status == "completed"
 
 

@@ -559,7 +559,10 @@ class ResponsesBackend(Backend):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
             except (openai.APIError, OSError) as exc:
-                why = describe_error(exc, has_text=False)[1] if isinstance(exc, openai.APIError) else str(exc)
+                if isinstance(exc, openai.NotFoundError):
+                    why = "the server does not have it (404)."
+                else:
+                    why = describe_error(exc, has_text=False)[1] if isinstance(exc, openai.APIError) else str(exc)
                 yield ev.notice(f"Could not download {name}: {why}")
                 continue
             ctx.tap.output_file(produced.file_id, name, data)
