@@ -142,6 +142,19 @@ async def test_an_image_alone_is_a_message(fake: Fake, tmp_path: Path) -> None:
     await rt.shutdown()
 
 
+async def test_a_file_gone_before_it_is_sent_ends_the_turn_with_one_line(fake: Fake, tmp_path: Path) -> None:
+    rt = runtime(fake)
+    session = rt.new_session()
+    red = attach(tmp_path, "red.png", png())
+    (tmp_path / "red.png").unlink()  # checked, then removed from the upload cache
+    values = [v async for v in session.turn("What is this?", [], attachments=(red,))]
+    assert session.last_status == "failed"
+    assert "red.png: could not be read" in str(values[-1])
+    assert stream_requests(fake) == []
+    await session.close()
+    await rt.shutdown()
+
+
 async def test_images_stay_right_through_undo_retry_and_a_reseed(fake: Fake, tmp_path: Path) -> None:
     """Undo and Retry after image turns keep the conversation (items deleted after the
     mark: the undone image goes with its message); an unknown history (an edited
