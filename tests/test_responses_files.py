@@ -2,8 +2,9 @@
 the model as ``input_image``, documents go to the session's own vector store (with
 file_search) or as ``input_file``, the code interpreter gets them as container files
 and the files it makes are downloaded; the session's store and uploads are deleted with
-it. What is asserted is what the fake server saw and kept (its model context, its
-vector stores, its files), not the request bodies the driver built."""
+it. What is asserted is first what the fake server saw and kept (its model context, its
+vector stores, its files); the request body only where its form is the point (a data
+URL or a file id, the tools' store and container ids)."""
 
 from __future__ import annotations
 
