@@ -243,6 +243,24 @@ async def test_a_reseed_reads_no_file_the_session_was_not_given(fake: Fake, tmp_
     await rt.shutdown()
 
 
+async def test_a_reseed_finds_the_sessions_file_under_another_path(fake: Fake, tmp_path: Path) -> None:
+    """Gradio may send back a copy of an upload from its cache: the same bytes are the
+    same file, wherever they are."""
+    rt = runtime(fake)
+    page = Page(rt.new_session())
+    red = attach(tmp_path, "red.png", png())
+    await page.send("What is this?", (red,))
+    copy = tmp_path / "cache" / "red.png"
+    copy.parent.mkdir()
+    copy.write_bytes(png())
+    page.history[0]["content"][0]["file"]["path"] = str(copy)
+    page.history[1] = browser_message("assistant", "A red square.")
+    await page.send("Thanks")
+    assert fake.core.contexts[-1][:2] == [("user", "[file: red.png]\n\nWhat is this?"), ("image", red.sha256)]
+    await page.session.close()
+    await rt.shutdown()
+
+
 def test_visible_with_files_pairs_each_visible_message_with_its_files() -> None:
     history: list[dict[str, Any]] = [
         {"role": "user", "content": [{"type": "file", "file": {"path": "/up/a.png", "orig_name": "a.png"}}]},

@@ -516,11 +516,11 @@ class ResponsesBackend(Backend):
     async def _history_items(self, conv: Conversation, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The visible history as input items, one per ``visible`` message (marks count
         items), each user message with its files in the same forms as a new message's,
-        so a reseeded chat keeps its images and documents. Only files this session was
-        given (``Conversation.attached``, path and SHA-256 unchanged) are read again: a
-        path in the history the browser sends is not trusted. Any other file (a saved
-        chat after a restart, a file gone from the upload cache) keeps only its
-        ``[file: name]`` label."""
+        so a reseeded chat keeps its images and documents. Only files with the bytes of
+        one this session was given (``Conversation.attached``) are sent again: a path in
+        the history the browser sends is not trusted. Any other file (a saved chat after
+        a restart, a file gone from the upload cache) keeps only its ``[file: name]``
+        label."""
         items: list[dict[str, Any]] = []
         for message, refs in visible_with_files(history):
             content: Any = message["content"]
@@ -531,13 +531,16 @@ class ResponsesBackend(Backend):
         return items
 
     def _attached_again(self, conv: Conversation, path: str, name: str) -> Attachment | None:
-        if path not in conv.attached:
+        """The file at ``path`` if its bytes are those of a file attached in this session
+        (Gradio may show, and send back, a copy in its cache rather than the upload
+        itself). ``inspect`` reads only a regular file within the size limit."""
+        if not conv.attached:
             return None
         try:
             found = inspect(path, self.config.attachments, name=name)
         except AttachmentError:
             return None
-        return found if found.sha256 == conv.attached[path] else None
+        return found if found.sha256 in conv.attached else None
 
     async def _download(self, files: Sequence[ProducedFile], ctx: TurnContext, done: set[str]) -> AsyncIterator[StreamEvent]:
         """Download each file the answer cites from a container, once a turn, into
@@ -639,9 +642,7 @@ class ResponsesBackend(Backend):
     ) -> AsyncIterator[StreamEvent]:
         seen = visible(history)
         key = history_key(seen)
-        for attachment in ctx.attachments:  # what a reseeded history may attach again
-            if attachment.path is not None:
-                conv.attached[str(attachment.path)] = attachment.sha256
+        conv.attached.update(a.sha256 for a in ctx.attachments)  # what a reseeded history may send again
         earlier = await self._sync(conv, history, seen, key)
         conv.marks.setdefault(key, self._here(conv))
         conv.head = None  # until this turn's answer is settled
