@@ -297,7 +297,11 @@ async def test_documents_go_to_the_sessions_vector_store_and_leave_with_it(fake:
     assert fake.core.live_objects("vector_store") == [store]  # the same store
     assert stream_requests(fake)[-1].stores == {store: [notes.sha256, report.sha256]}
     await page.send("The notes again", (notes,))
-    assert len([r for r in fake.core.requests("POST") if r.path == "/files"]) == 2  # the same file is not uploaded twice
+    uploads = [r for r in fake.core.requests("POST") if r.path == "/files"]
+    assert len(uploads) == 2  # the same file is not uploaded twice
+    # Should the app die before the session ends, what it made expires on its own.
+    assert all(r.body["expires_after[anchor]"] == "created_at" for r in uploads)
+    assert fake.core.requests("POST", "/vector_stores")[0].body["expires_after"]["anchor"] == "last_active_at"
     assert {fake.core.files.sha256(f) for f in session.conv.uploads.values()} == {notes.sha256, report.sha256}
 
     await session.close()  # what closing the tab calls

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import openai
+from openai.types.file_create_params import ExpiresAfter as FileExpiresAfter
 from openai.types.responses import ResponseStreamEvent
 from openai.types.vector_store_create_params import ExpiresAfter
 
@@ -348,9 +349,11 @@ _SUFFIXES = {
 }
 INDEX_WAIT = 120.0
 """Seconds to wait for a document to be indexed in the session's vector store."""
-STORE_EXPIRY: ExpiresAfter = {"anchor": "last_active_at", "days": 1}
-"""The session's store expires on its own a day after its last use, should the app stop
-before ``end_session`` deletes it."""
+STORE_EXPIRY: ExpiresAfter = {"anchor": "last_active_at", "days": 7}
+"""The session's store expires on its own a week after its last use, and each upload a
+week after it was made (``FILE_EXPIRY``), should the app stop before ``end_session``
+deletes them (a tab left open and idle longer than that loses them)."""
+FILE_EXPIRY: FileExpiresAfter = {"anchor": "created_at", "seconds": 7 * 24 * 3600}
 
 
 def _file_refs(content: Any) -> list[tuple[str, str]]:
@@ -491,7 +494,7 @@ class ResponsesBackend(Backend):
         file_id = conv.uploads.get(attachment.sha256)
         if file_id is None:
             made = await self.client.files.create(
-                file=(wire_name(attachment), attachment.read(), attachment.mime), purpose=purpose
+                file=(wire_name(attachment), attachment.read(), attachment.mime), purpose=purpose, expires_after=FILE_EXPIRY
             )
             file_id = conv.uploads[attachment.sha256] = made.id
         return file_id
