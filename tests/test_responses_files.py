@@ -311,6 +311,23 @@ async def test_documents_go_to_the_sessions_vector_store_and_leave_with_it(fake:
     await rt.shutdown()
 
 
+async def test_the_search_over_the_sessions_store_shows_what_it_found(fake: Fake, tmp_path: Path) -> None:
+    rt = runtime(fake, SEARCH_CONFIG)
+    session = rt.new_session()
+    notes = attach(tmp_path, "notes.txt", b"The launch code is 4242.\n")
+    search = synth.FileSearchCall(["launch code"], results=[("file-x", "notes.txt", 0.9)])
+    raws = synth.responses_stream(["It is 4242."], builtins=[search])
+    fake.push(Script(events=synth.timed(raws, step=0)))
+    values = [v async for v in session.turn("What is the code?", [], attachments=(notes,))]
+    assert stream_requests(fake)[-1].body["include"] == ["file_search_call.results"]  # or no results come back
+    final = values[-1]
+    assert isinstance(final, list)
+    (bubble,) = [m for m in final if m.get("metadata")]
+    assert "Found: notes.txt" in bubble["content"]
+    await session.close()
+    await rt.shutdown()
+
+
 async def test_configured_stores_are_searched_with_the_sessions_own(fake: Fake, tmp_path: Path) -> None:
     config = BASE_CONFIG + "tools:\n  - type: file_search\n    vector_store_ids: [vs_team]\n    max_num_results: 3\n"
     rt = runtime(fake, config)

@@ -60,6 +60,10 @@ _END_STATUS: dict[str, TurnStatus] = {
     "cancelled": "cancelled",
 }
 
+INCLUDE = {"code_interpreter": "code_interpreter_call.outputs", "file_search": "file_search_call.results"}
+"""What a built-in tool's call item carries only when asked for (``include``): shown in its
+bubble (``_builtin_output``)."""
+
 _BUILTIN_CALLS = {
     "code_interpreter_call": "code_interpreter",
     "file_search_call": "file_search",
@@ -670,8 +674,10 @@ class ResponsesBackend(Backend):
             }
             if tools:
                 params["tools"] = tools
-            if any(t["type"] == "code_interpreter" for t in tools):
-                params["include"] = ["code_interpreter_call.outputs"]  # logs and images are left out otherwise
+            # Left out otherwise: the interpreter's logs and images, the files a search found.
+            include = [INCLUDE[t["type"]] for t in tools if t["type"] in INCLUDE]
+            if include:
+                params["include"] = include
             if self.config.temperature is not None:
                 params["temperature"] = self.config.temperature
             params.update(self.token_cap(ctx))
