@@ -38,7 +38,10 @@ BUILTIN_TOOL_OPTIONS: dict[str, dict[str, dict[str, _Types]]] = {
         "responses": {"search_context_size": str, "user_location": dict, "filters": dict},
     },
 }
-REQUIRED_TOOL_OPTIONS = {("file_search", "responses"): ("vector_store_ids",)}
+REQUIRED_TOOL_OPTIONS: dict[tuple[str, str], tuple[str, ...]] = {}
+"""Options a built-in tool cannot go without on a backend. None now: file_search on
+Responses without ``vector_store_ids`` searches the session's own store (the documents
+the user attached), and is sent only once there is one."""
 
 
 class ConfigError(ValueError):

@@ -316,7 +316,7 @@ async def test_responses_end_to_end(fake: Fake, live_runtime: Any) -> None:
     fake.push(Script(events=synth.timed(raws, step=0)))
     transcript, seen = await turn(live_runtime, "responses")
     (request,) = fake.core.requests("POST", "/responses")
-    assert request.body["include"] == ["code_interpreter_call.outputs"]
+    assert request.body["include"] == ["code_interpreter_call.outputs", "file_search_call.results"]
     assert [t["type"] for t in request.body["tools"]] == ["code_interpreter", "file_search"]
     assert request.body["tools"][1]["vector_store_ids"] == ["vs_1"]
     titles = [m["metadata"]["title"] for m in transcript.snapshot() if "metadata" in m]

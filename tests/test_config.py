@@ -138,6 +138,14 @@ def test_a_built_in_tool_the_backend_has_is_kept_with_its_options(backends: tupl
         ]
 
 
+@pytest.mark.parametrize("backend", ["responses", "assistants"])
+def test_file_search_without_stores_is_accepted(backend: str) -> None:
+    """Without configured stores it searches the documents the user attaches (the
+    session's own vector store)."""
+    config = parse_config(BASE + f"backend: {backend}\ntools:\n  - type: file_search\n")
+    assert [(t.type, t.options) for t in config.tools] == [("file_search", {})]
+
+
 @pytest.mark.parametrize(
     ("tool", "backend", "key"),
     [
@@ -145,7 +153,6 @@ def test_a_built_in_tool_the_backend_has_is_kept_with_its_options(backends: tupl
         ("  - type: file_search\n    vector_store_ids: [v]\n    colour: red\n", "assistants", "tools[0].colour"),
         ("  - type: code_interpreter\n    container: 7\n", "responses", "tools[0].container"),  # wrong type
         ("  - type: file_search\n    vector_store_ids: vs_1\n", "responses", "tools[0].vector_store_ids"),
-        ("  - type: file_search\n", "responses", "tools[0].vector_store_ids"),  # the Responses API needs one
         ("  - type: file_search\n    vector_store_ids: [v]\n    filters: {}\n", "assistants", "tools[0].filters"),
         ("  - type: code_interpreter\n    file_ids: [f]\n", "responses", "tools[0].file_ids"),
     ],

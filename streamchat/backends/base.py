@@ -161,6 +161,10 @@ class Conversation:
     vector_store_id: str | None = None
     """The session's own vector store (file_search over its uploads): created on the first
     document, deleted with the session."""
+    attached: set[str] = field(default_factory=set)
+    """SHA-256s of the files the user attached in this session: when a driver reseeds the
+    remote state from the page's history, a file the history names is sent again only if
+    it is one of these (a path in the history the browser sends is not trusted)."""
 
     def settle(self, key: str | None) -> None:
         """The turn ended: ``key`` names the visible history with its answer (None when
