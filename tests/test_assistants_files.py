@@ -367,6 +367,32 @@ async def test_a_reopened_chat_whose_files_are_gone_keeps_their_labels(seen_by_m
     assert fake.core.files.files == {}
 
 
+async def test_a_saved_chat_reopened_sends_its_files_again_in_the_browsers_shape(seen_by_model: Fake, tmp_path: Path) -> None:
+    """The page sends a file back as a message of its own, ``orig_name`` null, the path
+    in Gradio's cache ending in the file's name; no session state is behind it."""
+    fake = seen_by_model
+    red = attach(tmp_path, "red.png", png())
+    notes = attach(tmp_path, "notes.md", b"# Launch\nThe code is 4242.\n")
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "file", "file": {"path": str(red.path), "orig_name": None}}]},
+        {"role": "user", "content": [{"type": "file", "file": {"path": str(notes.path), "orig_name": None}}]},
+        {"role": "user", "content": [{"type": "text", "text": "What are these?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A red square and launch notes."}]},
+    ]
+    session = ChatSession(runtime(fake, FILE_SEARCH))
+    [v async for v in session.turn("What is the code?", history)]
+    assert fake.core.contexts[-1] == [
+        ("user", ""),
+        ("image", red.sha256),
+        ("user", "[file: notes.md]"),  # a document alone: its label is the message's text
+        ("user", "What are these?"),
+        ("assistant", "A red square and launch notes."),
+        ("user", "What is the code?"),
+    ]
+    assert run_stores(fake) == {session.conv.vector_store_id: [notes.sha256]}
+    assert sorted(f.filename for f in fake.core.files.files.values()) == ["notes.md", "red.png"]
+
+
 async def test_end_session_goes_on_past_a_failure(
     fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

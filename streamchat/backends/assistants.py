@@ -401,7 +401,9 @@ def _file_of(part: Any) -> tuple[str, str] | None:
     path = value.get("path")
     if not isinstance(path, str) or not path:
         return None
-    return str(value.get("orig_name") or os.path.basename(path)), path
+    # The path's own name first, as history.py labels it: the page sends a file back with
+    # `orig_name` null, its path in Gradio's cache ending in the original name.
+    return os.path.basename(path) or str(value.get("orig_name") or "file"), path
 
 
 def _files_and_words(content: Any) -> tuple[list[tuple[str, str]], str]:
