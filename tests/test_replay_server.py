@@ -313,7 +313,9 @@ def test_an_oversized_body_is_refused_before_it_is_read(served: tuple[str, Any])
     url, _ = served
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        head = f"POST /v1/responses HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {8 * MAX_BODY}\r\n\r\n"
+        head = (
+            f"POST /v1/responses HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {8 * MAX_BODY}\r\n\r\n"
+        )
         sock.sendall(head.encode() + b" " * 65536)
         assert read_status(sock) == 413
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
