@@ -185,7 +185,7 @@ def test_assistants_code_interpreter_step_streams_input_then_logs() -> None:
     assert partial["metadata"]["status"] == "pending"
     done = bubble(transcript.snapshot(), "🐍")
     assert done["metadata"] == {"title": "🐍 Ran code", "status": "done", "id": "call_ci1"}
-    assert done["content"] == (f"```python\n{FIB.rstrip()}\n```\n\n**Result**\n```text\n6765\n```\n\n🖼️ Image output `file-img1`")
+    assert done["content"] == f"```python\n{FIB.rstrip()}\n```\n\n**Result**\n```text\n6765\n```\n\n🖼️ Image output `file-img1`"
     # The adapter names the file for the driver to download, once.
     assert [e.extra["file_id"] for e in events if e.kind == "file"] == ["file-img1"]
     assert answer(transcript.snapshot()) == "F(20) is 6765."

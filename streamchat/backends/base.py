@@ -253,6 +253,11 @@ class Backend(ABC):
     async def end_session(self, conv: Conversation) -> None:  # noqa: B027
         """Delete the session's remote state (thread or conversation)."""
 
+    def refuse(self, attachments: tuple[Attachment, ...]) -> str | None:
+        """One line saying why this API cannot take these (checked) files, said in the
+        chat before any request; None: it takes them all."""
+        return None
+
     async def cancel(self, conv: Conversation) -> None:  # noqa: B027
         """Cancel the remote run in flight, where the API allows."""
 
