@@ -279,7 +279,7 @@ async def test_a_file_that_cannot_be_downloaded_is_one_notice(fake: Fake, tmp_pa
     ]
     assert [e.text for e in events if e.kind == "file"] == ["plot.png"]
     (notice,) = [e for e in events if e.kind == "notice"]
-    assert notice.text.startswith("Could not download squares.csv: Not found (404)")
+    assert notice.text == "Could not download squares.csv: the server answered 404."
     assert events[-1].status == "completed"
 
 

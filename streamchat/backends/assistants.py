@@ -35,7 +35,6 @@ from .base import (
     Mark,
     ToolCall,
     TurnContext,
-    describe_error,
     error_message,
     raw_events,
     redact,
@@ -651,14 +650,17 @@ class AssistantsBackend(Backend):
                 with contextlib.suppress(openai.APIError):
                     name = os.path.basename((await self.client.files.retrieve(file_id)).filename or "")
         except (openai.APIError, httpx2.HTTPError) as exc:
-            return [ev.notice(f"Could not download {name or file_id}: {describe_error(exc, has_text=False)[1]}")]
+            why = f"the server answered {exc.status_code}" if isinstance(exc, openai.APIStatusError) else "the connection failed"
+            return [ev.notice(f"Could not download {name or file_id}: {why}.")]
         mime = _mime_of(name, data)
         if not name:
             name = file_id + (mimetypes.guess_extension(mime) or "")
-        folder = ctx.outputs / _safe_name(file_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / _safe_name(name)
-        path.write_bytes(data)
+        path = ctx.outputs / _safe_name(file_id) / _safe_name(name)  # a folder per file: names may repeat
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except OSError as exc:
+            return [ev.notice(f"Could not save {name}: {exc.strerror or exc}.")]
         ctx.tap.output_file(file_id, name, data)
         return [StreamEvent("file", name, url=str(path), extra={"mime": mime, "file_id": file_id})]
 
