@@ -6,6 +6,18 @@ Edit, a reopened saved chat: see ``_sync``); each turn adds the user's message a
 streams a run.
 Tool loop: ``thread.run.requires_action`` → ``submit_tool_outputs(stream=True)``,
 which continues the same run in a new stream.
+
+Files (``TurnContext.attachments``): an image is uploaded with purpose ``vision`` and
+sent as an ``image_file`` part of the user's message; a document is uploaded (purpose
+``assistants``) and, with ``file_search`` configured, added to the session's own vector
+store (made with the first document, joined to the thread's ``tool_resources``; the
+assistant keeps the stores the config gives it), with ``code_interpreter`` configured,
+attached to the message for it; with neither, or a type file_search cannot read and no
+code interpreter, it is refused in one line before anything is sent (``refuse``). Each
+file is uploaded once per session (``Conversation.uploads``, by hash); ``end_session``
+deletes the thread, the store and the uploads. Files the code interpreter makes (step
+image outputs, ``image_file`` parts, ``file_path`` annotations) are downloaded once into
+``TurnContext.outputs`` and shown as ``file`` events.
 """
 
 from __future__ import annotations
