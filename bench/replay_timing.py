@@ -78,6 +78,9 @@ class Timed:
     def tool_output(self, call_id: str, output: str) -> None:
         pass
 
+    def output_file(self, file_id: str, name: str, data: bytes) -> None:
+        pass
+
 
 async def replay(path: Path, speed: float) -> dict[str, Any]:
     recording = load_recording(path)
