@@ -167,6 +167,33 @@ async def test_configured_stores_of_the_assistant_are_searched_with_the_sessions
     assert list(fake.core.files.files) == [kept.id]
 
 
+async def test_a_document_the_store_cannot_index_is_said_and_tried_again_next_time(
+    fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scan = attach(tmp_path, "scan.pdf", b"%PDF-1.4 only an image inside\n")
+    handle = fake.core.handle
+    failing = True
+
+    async def indexing(method: str, path: str, body: Any, headers: dict[str, str]) -> Reply:
+        reply = await handle(method, path, body, headers)
+        if failing and "vector_stores/" in path and "/files" in path:  # the file added, then polled
+            reply.body = {**reply.body, "status": "failed", "last_error": {"code": "unsupported_file", "message": "no text"}}
+        return reply
+
+    monkeypatch.setattr(fake.core, "handle", indexing)
+    session = ChatSession(runtime(fake, FILE_SEARCH))
+    page = Page(session)
+    values = [v async for v in session.turn("Summarise", [], attachments=(scan,))]
+    shown = str(values[-1])
+    assert "scan.pdf: the vector store could not index it (no text); file_search will not find it." in shown
+    assert fake.core.contexts[-1] == [("user", "Summarise")]  # the run went on, without it
+    failing = False
+    page.history = [{"role": "user", "content": user_content("Summarise", (scan,))}, {"role": "assistant", "content": "?"}]
+    await page.send("Try again", scan)
+    assert run_stores(fake) == {session.conv.vector_store_id: [scan.sha256]}
+    assert len(uploads(fake)) == 1  # uploaded once, indexed on the second try
+
+
 async def test_a_document_goes_to_the_code_interpreter_as_a_message_attachment(fake: Fake, tmp_path: Path) -> None:
     table = attach(tmp_path, "data.csv", b"id,value\n1,2\n3,4\n")
     session = ChatSession(runtime(fake, CODE))
