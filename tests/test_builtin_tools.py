@@ -249,7 +249,7 @@ def test_assistants_file_path_annotation_is_cited_after_its_text() -> None:
     text = "[chart](sandbox:/mnt/data/chart.png)"
     note = {"type": "file_path", "text": "sandbox:/mnt/data/chart.png", "file_path": {"file_id": "file-chart"}}
     transcript, _ = replay(AssistantsAdapter(), synth.assistants_stream([text], annotations=[note]))
-    assert answer(transcript.snapshot()) == f"{text}[1]\n\n**Sources**\n1. file-chart"
+    assert answer(transcript.snapshot()) == f"{text}[1]\n\n**Sources**\n1. chart.png"  # named by its path
 
 
 def test_assistants_file_names_carry_over_to_the_next_stream_of_the_run() -> None:

@@ -213,7 +213,8 @@ class AssistantsAdapter(Adapter):
     def _citation(self, note: dict[str, Any]) -> StreamEvent:
         ref = note.get("file_citation") or note.get("file_path") or {}
         file_id = ref.get("file_id") or ""
-        name = self.file_names.get(file_id) or ref.get("filename") or file_id or "file"
+        made = str(note.get("text") or "").rsplit("/", 1)[-1] if note.get("file_path") else ""  # sandbox:/mnt/data/x.csv
+        name = self.file_names.get(file_id) or ref.get("filename") or made or file_id or "file"
         return StreamEvent("citation", name, url=f"file:{name}", extra={"marker": note.get("text"), "file_id": file_id})
 
     def _text(self, value: str, final: bool = False) -> list[StreamEvent]:
