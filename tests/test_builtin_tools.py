@@ -185,10 +185,9 @@ def test_assistants_code_interpreter_step_streams_input_then_logs() -> None:
     assert partial["metadata"]["status"] == "pending"
     done = bubble(transcript.snapshot(), "🐍")
     assert done["metadata"] == {"title": "🐍 Ran code", "status": "done", "id": "call_ci1"}
-    assert done["content"] == (
-        f"```python\n{FIB.rstrip()}\n```\n\n**Result**\n```text\n6765\n```\n\n"
-        "🖼️ Image output `file-img1` (this API gives no URL to show it)"
-    )
+    assert done["content"] == f"```python\n{FIB.rstrip()}\n```\n\n**Result**\n```text\n6765\n```\n\n🖼️ Image output `file-img1`"
+    # The adapter names the file for the driver to download, once.
+    assert [e.extra["file_id"] for e in events if e.kind == "file"] == ["file-img1"]
     assert answer(transcript.snapshot()) == "F(20) is 6765."
 
 
@@ -250,7 +249,7 @@ def test_assistants_file_path_annotation_is_cited_after_its_text() -> None:
     text = "[chart](sandbox:/mnt/data/chart.png)"
     note = {"type": "file_path", "text": "sandbox:/mnt/data/chart.png", "file_path": {"file_id": "file-chart"}}
     transcript, _ = replay(AssistantsAdapter(), synth.assistants_stream([text], annotations=[note]))
-    assert answer(transcript.snapshot()) == f"{text}[1]\n\n**Sources**\n1. file-chart"
+    assert answer(transcript.snapshot()) == f"{text}[1]\n\n**Sources**\n1. chart.png"  # named by its path
 
 
 def test_assistants_file_names_carry_over_to_the_next_stream_of_the_run() -> None:

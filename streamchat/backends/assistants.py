@@ -6,20 +6,38 @@ Edit, a reopened saved chat: see ``_sync``); each turn adds the user's message a
 streams a run.
 Tool loop: ``thread.run.requires_action`` → ``submit_tool_outputs(stream=True)``,
 which continues the same run in a new stream.
+
+Files (``TurnContext.attachments``): an image is uploaded with purpose ``vision`` and
+sent as an ``image_file`` part of the user's message; a document is uploaded (purpose
+``assistants``) and, with ``file_search`` configured, added to the session's own vector
+store (made with the first document, joined to the thread's ``tool_resources``; the
+assistant keeps the stores the config gives it), with ``code_interpreter`` configured,
+attached to the message for it; with neither, or a type file_search cannot read and no
+code interpreter, it is refused in one line before anything is sent (``refuse``). Each
+file is uploaded once per session (``Conversation.uploads``, by hash); ``end_session``
+deletes the thread, the store and the uploads. Files the code interpreter makes (step
+image outputs, ``image_file`` parts, ``file_path`` annotations) are downloaded once into
+``TurnContext.outputs`` and shown as ``file`` events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import mimetypes
+import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 import openai
 from openai.types.beta import AssistantStreamEvent
 
 from .. import events as ev
+from ..attachments import DOCUMENT_TYPES, IMAGE_TYPES, Attachment, AttachmentError, _sniff_image, inspect
 from ..events import StreamEvent, TurnStatus
 from ..sse import RawEvent
 from .base import (
@@ -31,11 +49,14 @@ from .base import (
     TurnContext,
     error_message,
     raw_events,
+    redact,
     round_limit,
     run_calls,
     sdk_names,
 )
-from .history import history_key, visible
+from .history import content_text, history_key, visible
+
+log = logging.getLogger(__name__)
 
 _RUN_END: dict[str, TurnStatus] = {
     "thread.run.completed": "completed",
@@ -83,6 +104,7 @@ class AssistantsAdapter(Adapter):
         self._held = ""
         self._marks: dict[str, StreamEvent] = {}
         self._waited: set[str] = set()
+        self._files_seen: set[str] = set()
 
     def handle(self, raw: RawEvent) -> list[StreamEvent]:
         name = event_name(raw)
@@ -133,6 +155,9 @@ class AssistantsAdapter(Adapter):
         """The message's final text repairs what lost or damaged deltas left out."""
         out: list[StreamEvent] = []
         for index, part in enumerate(data.get("content") or []):
+            if part.get("type") == "image_file":  # named again, or only here (no deltas)
+                out += self._produced((part.get("image_file") or {}).get("file_id"))
+                continue
             value = (part.get("text") or {}).get("value") if part.get("type") == "text" else None
             if not isinstance(value, str):
                 continue
@@ -143,11 +168,16 @@ class AssistantsAdapter(Adapter):
                     clean = _MARKER.sub("", event.text)
                     shown = _MARKER.sub("", str(event.extra.get("shown", "")))
                     out.append(StreamEvent("text_final", clean, extra={"shown": shown}))
+            for note in (part.get("text") or {}).get("annotations") or []:
+                out += self._produced_path(note)  # after the text that names it
         return out
 
     def _message_delta(self, data: dict[str, Any]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for part in (data.get("delta") or {}).get("content") or []:
+            if part.get("type") == "image_file":
+                out += [*self._flush(), *self._produced((part.get("image_file") or {}).get("file_id"))]
+                continue
             if part.get("type") != "text":
                 continue
             text = part.get("text") or {}
@@ -160,14 +190,31 @@ class AssistantsAdapter(Adapter):
                     self._marks[marker] = citation  # shown where the marker stands
                 else:
                     later.append(citation)  # e.g. a sandbox: path: cited after the text
+                    later += self._produced_path(note)
             out += self._text(text.get("value") or "")
             out += later
         return out
 
+    def _produced(self, file_id: Any, name: str = "") -> list[StreamEvent]:
+        """A file the code interpreter made, reported once per stream as a ``file``
+        event without a ``url``: the driver downloads it (this adapter does no I/O)."""
+        if not isinstance(file_id, str) or not file_id or file_id in self._files_seen:
+            return []
+        self._files_seen.add(file_id)
+        return [StreamEvent("file", name, extra={"file_id": file_id})]
+
+    def _produced_path(self, note: dict[str, Any]) -> list[StreamEvent]:
+        """A ``file_path`` annotation (``sandbox:/mnt/data/out.csv``): the file it names."""
+        if note.get("type") != "file_path" and "file_path" not in note:
+            return []
+        path = str(note.get("text") or "")
+        return self._produced((note.get("file_path") or {}).get("file_id"), path.rsplit("/", 1)[-1])
+
     def _citation(self, note: dict[str, Any]) -> StreamEvent:
         ref = note.get("file_citation") or note.get("file_path") or {}
         file_id = ref.get("file_id") or ""
-        name = self.file_names.get(file_id) or ref.get("filename") or file_id or "file"
+        made = str(note.get("text") or "").rsplit("/", 1)[-1] if note.get("file_path") else ""  # sandbox:/mnt/data/x.csv
+        name = self.file_names.get(file_id) or ref.get("filename") or made or file_id or "file"
         return StreamEvent("citation", name, url=f"file:{name}", extra={"marker": note.get("text"), "file_id": file_id})
 
     def _text(self, value: str, final: bool = False) -> list[StreamEvent]:
@@ -227,7 +274,7 @@ class AssistantsAdapter(Adapter):
                 outputs = (call.get("code_interpreter") or {}).get("outputs") or []
                 if outputs:
                     self._outputs_seen.add(call_id)
-                out += _interpreter_outputs(call_id, outputs)
+                out += self._interpreter_outputs(call_id, outputs)
         return out
 
     def _step_done(self, data: dict[str, Any]) -> list[StreamEvent]:
@@ -238,7 +285,7 @@ class AssistantsAdapter(Adapter):
             call_id = call.get("id", "")
             if kind == "code_interpreter" and call_id not in self._outputs_seen:
                 # Some servers send the outputs only with the completed step.
-                out += _interpreter_outputs(call_id, (call.get("code_interpreter") or {}).get("outputs") or [])
+                out += self._interpreter_outputs(call_id, (call.get("code_interpreter") or {}).get("outputs") or [])
             if kind == "file_search":
                 results = (call.get("file_search") or {}).get("results") or []
                 for result in results:
@@ -252,18 +299,18 @@ class AssistantsAdapter(Adapter):
                 out.append(StreamEvent("tool_done", call_id=call_id, name=kind))
         return out
 
-
-def _interpreter_outputs(call_id: str, outputs: list[dict[str, Any]]) -> list[StreamEvent]:
-    out = []
-    for output in outputs:
-        if output.get("type") == "logs" and output.get("logs"):
-            out.append(StreamEvent("tool_output", output["logs"], call_id=call_id, extra={"format": "logs"}))
-        elif output.get("type") == "image":
-            # This API gives a file id, not a URL: named, not shown.
-            file_id = (output.get("image") or {}).get("file_id") or "?"
-            note = f"🖼️ Image output `{file_id}` (this API gives no URL to show it)"
-            out.append(StreamEvent("tool_output", note, call_id=call_id, extra={"format": "markdown"}))
-    return out
+    def _interpreter_outputs(self, call_id: str, outputs: list[dict[str, Any]]) -> list[StreamEvent]:
+        out = []
+        for output in outputs:
+            if output.get("type") == "logs" and output.get("logs"):
+                out.append(StreamEvent("tool_output", output["logs"], call_id=call_id, extra={"format": "logs"}))
+            elif output.get("type") == "image":
+                # A file id, not a URL: named in the tool's bubble, shown once downloaded.
+                file_id = (output.get("image") or {}).get("file_id")
+                note = f"🖼️ Image output `{file_id or '?'}`"
+                out.append(StreamEvent("tool_output", note, call_id=call_id, extra={"format": "markdown"}))
+                out += self._produced(file_id)
+        return out
 
 
 def tool_specs(config: Any) -> list[dict[str, Any]]:
@@ -292,6 +339,103 @@ def tool_resources(config: Any) -> dict[str, Any]:
     return resources
 
 
+SEARCHABLE = frozenset(
+    mime
+    for ext, mime in DOCUMENT_TYPES.items()
+    if ext in ("pdf", "txt", "md", "json", "py", "js", "ts", "html", "css", "c", "cpp", "java", "go", "sh", "tex")
+)
+"""Document types file_search reads (OpenAI's list of supported files, of those the app
+accepts): CSV, YAML, XML and Rust are not among them and go to the code interpreter only."""
+
+
+def _tool_types(config: Any) -> set[str]:
+    return {tool.type for tool in config.tools}
+
+
+def refusal(attachments: tuple[Attachment, ...], tools: set[str]) -> str | None:
+    """Why this assistant cannot take one of these files: a document needs file_search
+    (to search it) or code_interpreter (to read it); images always go (``image_file``)."""
+    for a in attachments:
+        if a.kind != "document":
+            continue
+        if "code_interpreter" in tools or ("file_search" in tools and a.mime in SEARCHABLE):
+            continue
+        if "file_search" in tools:
+            return (
+                f"{a.name}: file_search cannot read {a.mime} files; add the code_interpreter tool to the config's"
+                " tools: to send it. Nothing was sent."
+            )
+        return (
+            f"{a.name}: documents need the file_search or code_interpreter tool on the Assistants backend; add one"
+            " to the config's tools:. Nothing was sent."
+        )
+    return None
+
+
+@dataclass
+class _Indexed:
+    """A file in a session's vector store, and the thread message (index) it came with:
+    a turn undone takes its documents out of the store, as its message leaves the thread."""
+
+    sha256: str
+    name: str
+    position: int
+
+
+_UNSEEN = 1 << 62
+
+
+def _history_sources(history: list[dict[str, Any]] | None) -> list[Any]:
+    """The content each message of ``visible(history)`` came from (an assistant's joined
+    answer: its first message's), for the files a user message carried."""
+    out: list[Any] = []
+    role_before = None
+    for message in history or []:
+        if not isinstance(message, dict) or message.get("metadata"):
+            continue
+        role = message.get("role")
+        if role not in ("user", "assistant") or not content_text(message.get("content")).strip():
+            continue
+        if not (out and role_before == role == "assistant"):
+            out.append(message.get("content"))
+        role_before = role
+    return out
+
+
+def _file_of(part: Any) -> tuple[str, str] | None:
+    """``(name, path)`` of a content part that is a file (Gradio's shapes: a
+    ``{"type": "file", "file": {...}}`` part, a ``{"path": ...}`` dict, a ``(path, alt)``)."""
+    if isinstance(part, (tuple, list)):
+        return (os.path.basename(part[0]), part[0]) if part and isinstance(part[0], str) else None
+    if not isinstance(part, dict) or part.get("type") in ("text", "component"):
+        return None
+    value: dict[str, Any] = part["file"] if isinstance(part.get("file"), dict) else part
+    path = value.get("path")
+    if not isinstance(path, str) or not path:
+        return None
+    # The path's own name first, as history.py labels it: the page sends a file back with
+    # `orig_name` null, its path in Gradio's cache ending in the original name.
+    return os.path.basename(path) or str(value.get("orig_name") or "file"), path
+
+
+def _files_and_words(content: Any) -> tuple[list[tuple[str, str]], str]:
+    """A message's files (``(name, path)``) and its own text, without their labels."""
+    parts = content if isinstance(content, list) else [content]
+    files = [f for f in (_file_of(p) for p in parts) if f is not None]
+    words = "\n\n".join(t for t in (content_text(p) for p in parts if _file_of(p) is None) if t)
+    return files, words
+
+
+def _mime_of(name: str, data: bytes) -> str:
+    image = _sniff_image(data[:16])
+    return IMAGE_TYPES[image] if image else mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def _safe_name(name: str) -> str:
+    clean = re.sub(r"[^\w.\- ]", "_", os.path.basename(name.replace("\\", "/"))).strip(" .")
+    return clean or "file"
+
+
 class AssistantsBackend(Backend):
     api = "assistants"
     assistant_id: str | None = None
@@ -301,6 +445,8 @@ class AssistantsBackend(Backend):
         super().__init__(*args, **kwargs)
         self._start_lock = asyncio.Lock()
         """Held while the assistant is created, so concurrent first turns create one."""
+        self._indexed: dict[str, dict[str, _Indexed]] = {}
+        """By session vector store: its files (by file id), each with the message it came with."""
 
     async def start(self) -> None:
         if self.config.assistant_id:
@@ -327,27 +473,48 @@ class AssistantsBackend(Backend):
             assistant_id, self.assistant_id, self._created = self.assistant_id, None, False
             await self.client.beta.assistants.delete(assistant_id)
 
+    def refuse(self, attachments: tuple[Attachment, ...]) -> str | None:
+        return refusal(attachments, _tool_types(self.config))
+
     async def end_session(self, conv: Conversation) -> None:
-        if conv.thread_id:
-            thread_id, conv.thread_id = conv.thread_id, None
-            await self.client.beta.threads.delete(thread_id)
+        """Delete the session's thread, its vector store and every file it uploaded: each
+        on its own, so one failure (logged) does not keep the rest alive; nothing raises."""
+        thread_id, store_id, file_ids = conv.thread_id, conv.vector_store_id, list(conv.uploads.values())
+        conv.thread_id, conv.vector_store_id, conv.uploads = None, None, {}
+        steps: list[tuple[str, Awaitable[Any]]] = []
+        if thread_id:
+            steps.append((f"thread {thread_id}", self.client.beta.threads.delete(thread_id)))
+        if store_id:
+            self._indexed.pop(store_id, None)
+            steps.append((f"vector store {store_id}", self.client.vector_stores.delete(store_id)))
+        steps += [(f"file {file_id}", self.client.files.delete(file_id)) for file_id in file_ids]
+        results = await asyncio.gather(*(step for _, step in steps), return_exceptions=True)
+        for (what, _), result in zip(steps, results, strict=True):
+            if isinstance(result, openai.NotFoundError):
+                continue  # already gone
+            if isinstance(result, BaseException):
+                log.warning("could not delete %s: %s", what, redact(str(result), self.client.api_key))
 
     async def cancel(self, conv: Conversation) -> None:
         if conv.thread_id and conv.run_id:
             run_id, conv.run_id = conv.run_id, None
             await self.client.beta.threads.runs.cancel(run_id, thread_id=conv.thread_id)
 
-    async def _sync(self, conv: Conversation, seen: list[dict[str, str]], key: str) -> None:
-        """Bring the thread in line with the history the page shows, before the run.
+    async def _sync(
+        self, conv: Conversation, history: list[dict[str, Any]], seen: list[dict[str, str]], key: str
+    ) -> list[StreamEvent]:
+        """Bring the thread in line with the history the page shows, before the run;
+        returns notices for the chat (a document the store could not index).
 
         Known history (one this session answered, or the empty chat): the messages
         after it are deleted (a run's tool steps are not messages; deleting its answer
-        removes what the model sees of it). Unknown history (a saved chat reopened, an
-        app restart, an edited answer): a new thread seeded with it; the old one is
-        deleted.
+        removes what the model sees of it), and the documents they brought leave the
+        session's vector store. Unknown history (a saved chat reopened, an app restart,
+        an edited answer): a new thread seeded with it, its user messages' files sent
+        again while Gradio's copies exist (``_seed``); the old one is deleted.
         """
         if key == conv.head and conv.thread_id:
-            return
+            return []
         threads = self.client.beta.threads
         mark = conv.marks.get(key)
         if mark is not None and conv.thread_id and mark.thread_id == conv.thread_id:
@@ -358,18 +525,157 @@ class AssistantsBackend(Backend):
                     await threads.messages.delete(message_id, thread_id=thread_id)
                 conv.items = min(mark.messages, len(ids))
                 conv.marks = {k: m for k, m in conv.marks.items() if m.thread_id != thread_id or m.messages <= conv.items}
-                return
+                await self._unindex(conv, lambda f: f.position >= conv.items)
+                return []
         old = conv.thread_id
-        messages: Any = [{"role": m["role"], "content": m["content"]} for m in seen]
+        notes: list[StreamEvent] = []
+        messages = await self._seed(conv, history, seen, notes)
         first, rest = messages[:SEED_BATCH], messages[SEED_BATCH:]
-        conv.thread_id = (await threads.create(messages=first) if first else await threads.create()).id
+        params: dict[str, Any] = {"messages": first} if first else {}
+        if conv.vector_store_id:  # the session's documents stay searchable in the new thread
+            params["tool_resources"] = self._thread_resources(conv)
+        conv.thread_id = (await threads.create(**params)).id
         for message in rest:  # past the per-create limit: one by one, in order
-            await threads.messages.create(conv.thread_id, role=message["role"], content=message["content"])
+            await threads.messages.create(conv.thread_id, **message)
         conv.items = len(seen)
         conv.marks = {k: m for k, m in conv.marks.items() if m.thread_id not in (old, None)}
         if old:
             with contextlib.suppress(openai.APIError):
                 await threads.delete(old)
+        return notes
+
+    async def _seed(
+        self, conv: Conversation, history: list[dict[str, Any]], seen: list[dict[str, str]], notes: list[StreamEvent]
+    ) -> list[Any]:
+        """The messages of a new thread for ``seen``. A user message's files still on
+        disk go again as they went (images as ``image_file``, documents to the store or
+        the code interpreter); one gone keeps its ``[file: name]`` label in the text.
+        The store keeps only the documents of this history (a gone one by its name)."""
+        sources = _history_sources(history)
+        if len(sources) != len(seen):  # cannot happen (same walk as `visible`); text only then
+            sources = [None] * len(seen)
+        indexed = self._indexed.get(conv.vector_store_id or "", {})
+        for entry in indexed.values():
+            entry.position = _UNSEEN
+        messages: list[Any] = []
+        for i, (message, content) in enumerate(zip(seen, sources, strict=True)):
+            files, words = _files_and_words(content) if message["role"] == "user" else ([], "")
+            found: list[Attachment] = []
+            for name, path in files:
+                try:
+                    found.append(inspect(path, self.config.attachments, name=name))
+                except AttachmentError:
+                    for entry in indexed.values():
+                        if entry.name == name:  # gone from disk: its stored copy stands for it
+                            entry.position = min(entry.position, i)
+            sendable = tuple(a for a in found if refusal((a,), _tool_types(self.config)) is None)
+            if not sendable:
+                messages.append({"role": message["role"], "content": message["content"]})
+                continue
+            text = words if len(sendable) == len(files) else message["content"]
+            messages.append(await self._message(conv, text, sendable, i, notes))
+        await self._unindex(conv, lambda f: f.position == _UNSEEN)
+        return messages
+
+    def _thread_resources(self, conv: Conversation) -> dict[str, Any]:
+        """The thread's own tool resources: the session's vector store (the assistant
+        keeps the stores the config gives it, searched as well)."""
+        return {"file_search": {"vector_store_ids": [conv.vector_store_id]}} if conv.vector_store_id else {}
+
+    async def _upload(self, conv: Conversation, attachment: Attachment, purpose: str) -> str:
+        """The file id of an attachment: uploaded once per session, reused by its hash."""
+        file_id = conv.uploads.get(attachment.sha256)
+        if file_id is None:
+            made = await self.client.files.create(file=(attachment.name, attachment.read(), attachment.mime), purpose=purpose)  # type: ignore[arg-type]
+            file_id = conv.uploads[attachment.sha256] = made.id
+        return file_id
+
+    async def _index(self, conv: Conversation, attachment: Attachment, file_id: str, position: int) -> list[StreamEvent]:
+        """Put a document in the session's vector store (made with the first one)."""
+        if conv.vector_store_id is None:
+            store = await self.client.vector_stores.create(
+                name="streamchat session", expires_after={"anchor": "last_active_at", "days": 1}
+            )  # expires if the app dies before it can delete it
+            conv.vector_store_id = store.id
+        store_id = conv.vector_store_id
+        indexed = self._indexed.setdefault(store_id, {})
+        if file_id in indexed:
+            indexed[file_id].position = min(indexed[file_id].position, position)
+            return []
+        done = await self.client.vector_stores.files.create_and_poll(file_id=file_id, vector_store_id=store_id)
+        if done.status != "completed":
+            reason = done.last_error.message if done.last_error else done.status
+            return [
+                ev.notice(f"{attachment.name}: the vector store could not index it ({reason}); file_search will not find it.")
+            ]
+        indexed[file_id] = _Indexed(attachment.sha256, attachment.name, position)
+        return []
+
+    async def _unindex(self, conv: Conversation, gone: Callable[[_Indexed], bool]) -> None:
+        """Take out of the session's store the documents of messages no longer shown."""
+        store_id = conv.vector_store_id
+        indexed = self._indexed.get(store_id or "", {})
+        for file_id in [f for f, entry in indexed.items() if gone(entry)]:
+            del indexed[file_id]
+            assert store_id is not None
+            with contextlib.suppress(openai.NotFoundError):
+                await self.client.vector_stores.files.delete(file_id, vector_store_id=store_id)
+
+    async def _message(
+        self, conv: Conversation, text: str, attachments: tuple[Attachment, ...], position: int, notes: list[StreamEvent]
+    ) -> dict[str, Any]:
+        """A user message with its files: images as ``image_file`` parts (uploaded for
+        vision); documents in the session's vector store (file_search) and attached for
+        the code interpreter, as the config's tools allow (``refusal`` said which)."""
+        tools = _tool_types(self.config)
+        parts: list[dict[str, Any]] = []
+        attached: list[dict[str, Any]] = []
+        for a in attachments:
+            if a.kind == "image":
+                parts.append({"type": "image_file", "image_file": {"file_id": await self._upload(conv, a, "vision")}})
+                continue
+            file_id = await self._upload(conv, a, "assistants")
+            if "file_search" in tools and a.mime in SEARCHABLE:
+                notes += await self._index(conv, a, file_id, position)
+            if "code_interpreter" in tools:
+                attached.append({"file_id": file_id, "tools": [{"type": "code_interpreter"}]})
+        content: Any = text or "\n".join(f"[file: {a.name}]" for a in attachments)  # a message needs some content
+        if parts:
+            content = [{"type": "text", "text": text}, *parts] if text else parts
+        message: dict[str, Any] = {"role": "user", "content": content}
+        if attached:
+            message["attachments"] = attached
+        return message
+
+    async def _fetch(self, event: StreamEvent, ctx: TurnContext, fetched: set[str]) -> list[StreamEvent]:
+        """A file the code interpreter made (a ``file`` event from the adapter): downloaded
+        once into ``ctx.outputs``, handed to the tap (a recording keeps it), shown."""
+        file_id = str(event.extra.get("file_id") or "")
+        if not file_id or file_id in fetched:
+            return []
+        fetched.add(file_id)
+        if ctx.outputs is None:  # not downloaded: named only
+            return [event]
+        name = event.text
+        try:
+            data = (await self.client.files.content(file_id)).content
+            if not name:
+                with contextlib.suppress(openai.APIError):
+                    name = os.path.basename((await self.client.files.retrieve(file_id)).filename or "")
+        except (openai.APIError, httpx2.HTTPError) as exc:
+            why = f"the server answered {exc.status_code}" if isinstance(exc, openai.APIStatusError) else "the connection failed"
+            return [ev.notice(f"Could not download {name or file_id}: {why}.")]
+        mime = _mime_of(name, data)
+        if not name:
+            name = file_id + (mimetypes.guess_extension(mime) or "")
+        path = ctx.outputs / _safe_name(file_id) / _safe_name(name)  # a folder per file: names may repeat
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except OSError as exc:
+            return [ev.notice(f"Could not save {name}: {exc.strerror or exc}.")]
+        ctx.tap.output_file(file_id, name, data)
+        return [StreamEvent("file", name, url=str(path), extra={"mime": mime, "file_id": file_id})]
 
     def _here(self, conv: Conversation) -> Mark:
         return Mark(thread_id=conv.thread_id, messages=conv.items)
@@ -377,6 +683,10 @@ class AssistantsBackend(Backend):
     async def turn(
         self, conv: Conversation, message: str, history: list[dict[str, Any]], ctx: TurnContext
     ) -> AsyncIterator[StreamEvent]:
+        refused = self.refuse(ctx.attachments) if ctx.attachments else None
+        if refused is not None:  # ChatSession asks first; this keeps the driver safe on its own
+            yield ev.turn_end("failed", refused)
+            return
         if self.assistant_id is None:
             async with self._start_lock:  # many sessions' first turns may arrive at once
                 if self.assistant_id is None:
@@ -385,16 +695,29 @@ class AssistantsBackend(Backend):
         threads = self.client.beta.threads
         seen = visible(history)
         key = history_key(seen)
-        await self._sync(conv, seen, key)
+        if ctx.attachments:
+            yield ev.waiting("Sending the files…")
+        for note in await self._sync(conv, history, seen, key):
+            yield note
         conv.marks.setdefault(key, self._here(conv))
         conv.head = None  # until this turn's answer is settled
         assert conv.thread_id is not None
         thread_id = conv.thread_id
-        await threads.messages.create(thread_id, role="user", content=message)
+        if ctx.attachments:
+            store, notes = conv.vector_store_id, list[StreamEvent]()
+            user = await self._message(conv, message, ctx.attachments, conv.items, notes)
+            if conv.vector_store_id != store:  # the session's first document: its store joins the thread
+                await threads.update(thread_id, tool_resources=self._thread_resources(conv))  # type: ignore[arg-type]
+            for note in notes:
+                yield note
+            await threads.messages.create(thread_id, **user)
+        else:
+            await threads.messages.create(thread_id, role="user", content=message)
         conv.items += 1
         cap: Any = self.token_cap(ctx)  # the run's cap covers its tool rounds too
         request: Any = threads.runs.with_streaming_response.create(thread_id, assistant_id=self.assistant_id, stream=True, **cap)
         file_names: dict[str, str] = {}  # found by a search in one stream, cited in a later one
+        fetched: set[str] = set()  # files downloaded this turn, once each
         for round_ in range(ctx.max_rounds + 1):
             adapter = AssistantsAdapter(file_names)
             added: set[Any] = set()
@@ -402,7 +725,11 @@ class AssistantsBackend(Backend):
                 if isinstance(raw.data, dict) and raw.data.get("object") == "thread.message":
                     added.add(raw.data.get("id"))  # the run adds this message to the thread
                 for event in adapter.handle(raw):
-                    yield event
+                    if event.kind == "file" and not event.url:  # made by the code interpreter
+                        for shown in await self._fetch(event, ctx, fetched):
+                            yield shown
+                    else:
+                        yield event
                 if adapter.run_id and conv.run_id != adapter.run_id:
                     conv.run_id = adapter.run_id
             conv.items += len(added)
