@@ -203,6 +203,7 @@ async def _crowds(
             sampler.start()
             load = os.getloadavg()
             cpu = cpu_seconds(pid)
+            client_cpu = time.process_time()
             began, wall_began = time.perf_counter(), time.time()
             try:
                 starts = [ramp * i / sessions for i in range(sessions)]
@@ -211,6 +212,7 @@ async def _crowds(
             finally:
                 wall = time.perf_counter() - began
                 cpu = cpu_seconds(pid) - cpu
+                client_cpu = time.process_time() - client_cpu
                 done.set()
                 sampler.join()
             await asyncio.sleep(1.0)  # the probe writes every 0.5 s
@@ -238,6 +240,7 @@ async def _crowds(
                     "coalescer_lag_max_s": max(gauges, default=float("nan")),
                     "app_cpu_s": cpu,
                     "app_cpu_share": cpu / wall,
+                    "client_cpu_share": client_cpu / wall,
                     "wall_s": wall,
                     "streaming_rss_bytes_per_session": (peak[0] - base) / sessions,
                 }
