@@ -155,7 +155,8 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             _verdict(
                 f"(16) {plugin['events']} events through the pytest plugin's client",
                 p50 is not None and p50 < 0.02,
-                f"p50 {ms(p50)} (the same bytes without the SDK: {ms(raw)})",
+                f"p50 {ms(p50)} (the same bytes without the SDK: {ms(raw)}; the SDK's parsing alone, no HTTP: "
+                f"{ms(_num(plugin.get('sdk_parse_only', {}).get('p50_s')))})",
                 "< 20 ms",
             )
         )
@@ -312,6 +313,21 @@ def render(results: dict[str, Any]) -> str:
             ],
             ["the same request read as bytes (`httpx`)", str(plugin["events"]), ms(raw.get("p50_s")), ms(raw.get("p95_s")), "–"],
         ]
+        for key, label in (
+            ("sdk_parse_only", "no HTTP: its chunks parsed as the SDK does (`json.loads` + `construct_type`)"),
+            ("json_only", "no HTTP: its chunks through `json.loads` only"),
+        ):
+            floor = plugin.get(key)
+            if floor:
+                rows.append(
+                    [
+                        label,
+                        str(plugin.get("sdk_parse_only", {}).get("chunks", "–")),
+                        ms(floor.get("p50_s")),
+                        ms(floor.get("p95_s")),
+                        "–",
+                    ]
+                )
         parts.append(
             f"### One recorded turn through the pytest plugin's server, speed 0 ({plugin['runs']} runs)\n\n"
             + table(["client", "events", "p50", "p95", "CPU p50 (client and server)"], rows)

@@ -145,14 +145,16 @@ def crowd(
     ramps: tuple[float, ...] = (0.0,),
 ) -> dict[str, Any]:
     """Crowds of each size in turn, on one app (``python -m bench.crowd_app``: ``app.py`` with
-    a loop-lag probe; its concurrency limit set to ``limit``, default the largest
-    crowd): every session replays the same recording at 1x through Gradio's queue and
+    a loop-lag probe; its concurrency limit set to ``limit``, default the shipped one,
+    raised to the largest crowd if less): every session replays the same recording at 1x through Gradio's queue and
     SSE. Per crowd: duration / recorded duration, the longest wait for an update, the
     loop lag and the coalescers' estimate of it, app CPU, RSS per streaming session.
     Each crowd arrives at once (ramp 0: every request within a few ms), and then again
     spread evenly over each other ``ramps`` seconds (visitors of a shared link); a
     session's duration is counted from its own request either way."""
-    limit = limit or max(sizes)
+    from streamchat.ui import CONCURRENCY_LIMIT
+
+    limit = limit or max(CONCURRENCY_LIMIT, max(sizes))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         events = realistic_turn(api, deltas, seed=1)
