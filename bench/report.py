@@ -351,6 +351,7 @@ def render(results: dict[str, Any]) -> str:
                     f"{ms(r.get('loop_lag_p50_s'))} / {ms(r.get('loop_lag_p95_s'))} / {ms(r.get('loop_lag_max_s'))}",
                     ms(r.get("coalescer_lag_max_s")),
                     f"{100 * r['app_cpu_share']:.0f} %",
+                    f"{100 * r['client_cpu_share']:.0f} %" if "client_cpu_share" in r else "–",
                     kib(r.get("streaming_rss_bytes_per_session")),
                 ]
             )
@@ -367,12 +368,27 @@ def render(results: dict[str, Any]) -> str:
             "loop lag p50 / p95 / max",
             "coalescers' lag, max",
             "app CPU (of one core)",
+            "bench client CPU",
             "RSS per streaming session",
         ]
         parts.append(
             f"### Crowd: sessions replaying a {crowd['recorded_s']:.2f} s recording ({crowd['deltas']} deltas) at 1x "
             f"through the app at once, duration / recorded duration (concurrency limit {crowd['limit']})\n\n" + table(head, rows)
         )
+        per = crowd.get("per_call")
+        if per:
+            budget = 0.2 * crowd["recorded_s"]
+            lines = [
+                f"App CPU per visitor, {per['calls']} API calls one after another: this app "
+                f"{ms(per['app_cpu_s'])} (a whole turn of the recording above, at speed 0), a bare "
+                f"streaming `gr.ChatInterface` {ms(per['bare_cpu_s'])} (Gradio's own request, queue job, "
+                "SSE stream and session state). "
+                f"A crowd arriving at once within p95 ≤ 1.2× must be served its first updates within "
+                f"{budget:.1f} s (0.2 × the recording) on one core: about "
+                f"{0.95 * budget / per['app_cpu_s']:.0f} visitors at this app's cost, "
+                f"{0.95 * budget / per['bare_cpu_s']:.0f} at Gradio's own."
+            ]
+            parts[-1] += "\n\n" + " ".join(lines)
     fidelity = results.get("fidelity")
     if fidelity:
         rows = []

@@ -249,3 +249,40 @@ async def _crowds(
             )
             await asyncio.sleep(2.0)  # let the app settle (closed sessions, GC) between crowds
     return rows
+
+
+# -- per-call CPU: what a crowd's arrival costs (issue 16) -----------------------------
+
+
+def per_call_cpu(log_dir: Path, calls: int = 100, deltas: int = 150, api: str = "responses") -> dict[str, Any]:
+    """App CPU per API call, the calls one after another: this app replaying the crowd's
+    recording at speed 0 (a visitor's whole turn, its updates coalesced to a few), and a
+    bare streaming ``gr.ChatInterface`` (``bench/peers/hello_stream.py``: Gradio's own
+    request, queue job, SSE stream and session state, nothing else). A crowd arriving at
+    once needs about ``calls × this`` of the app's one core before its last visitor's
+    first update."""
+    out: dict[str, Any] = {"calls": calls}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_recording(folder / "conc.jsonl", api, [("concurrency", realistic_turn(api, deltas, seed=1))])
+        for name, script, env in (
+            ("app", "app.py", {"STREAMCHAT_REPLAY": str(folder), "STREAMCHAT_SPEED": "0"}),
+            ("bare", "bench/peers/hello_stream.py", {}),
+        ):
+            app = AppProcess(script, env, log_dir / f"per-call-{name}.log")
+            try:
+                app.wait_ready()
+                out[f"{name}_cpu_s"] = asyncio.run(_sequential(app, calls))
+            finally:
+                app.stop()
+    return out
+
+
+async def _sequential(app: AppProcess, calls: int) -> float:
+    async with httpx.AsyncClient(base_url=app.url, timeout=60) as client:
+        for _ in range(5):  # warm: first-use imports
+            await _call(client, "concurrency")
+        cpu = cpu_seconds(app.proc.pid)
+        for _ in range(calls):
+            await _call(client, "concurrency")
+        return (cpu_seconds(app.proc.pid) - cpu) / calls
