@@ -122,7 +122,7 @@ def _gradio_signatures_cached() -> None:
     shim = types.ModuleType("inspect")
     shim.__dict__.update(vars(inspect))
     shim.signature = signature  # type: ignore[attr-defined]
-    gradio.blocks.inspect = shim  # type: ignore[attr-defined]
+    gradio.blocks.inspect = shim
 
 
 def build(runtime: Runtime) -> gr.Blocks:
