@@ -155,7 +155,8 @@ def verdicts(results: dict[str, Any]) -> list[dict[str, Any]]:
             _verdict(
                 f"(16) {plugin['events']} events through the pytest plugin's client",
                 p50 is not None and p50 < 0.02,
-                f"p50 {ms(p50)} (the same bytes without the SDK: {ms(raw)})",
+                f"p50 {ms(p50)} (the same bytes without the SDK: {ms(raw)}; the SDK's parsing alone, no HTTP: "
+                f"{ms(_num(plugin.get('sdk_parse_only', {}).get('p50_s')))})",
                 "< 20 ms",
             )
         )
@@ -312,6 +313,21 @@ def render(results: dict[str, Any]) -> str:
             ],
             ["the same request read as bytes (`httpx`)", str(plugin["events"]), ms(raw.get("p50_s")), ms(raw.get("p95_s")), "–"],
         ]
+        for key, label in (
+            ("sdk_parse_only", "no HTTP: its chunks parsed as the SDK does (`json.loads` + `construct_type`)"),
+            ("json_only", "no HTTP: its chunks through `json.loads` only"),
+        ):
+            floor = plugin.get(key)
+            if floor:
+                rows.append(
+                    [
+                        label,
+                        str(plugin.get("sdk_parse_only", {}).get("chunks", "–")),
+                        ms(floor.get("p50_s")),
+                        ms(floor.get("p95_s")),
+                        "–",
+                    ]
+                )
         parts.append(
             f"### One recorded turn through the pytest plugin's server, speed 0 ({plugin['runs']} runs)\n\n"
             + table(["client", "events", "p50", "p95", "CPU p50 (client and server)"], rows)
@@ -335,6 +351,7 @@ def render(results: dict[str, Any]) -> str:
                     f"{ms(r.get('loop_lag_p50_s'))} / {ms(r.get('loop_lag_p95_s'))} / {ms(r.get('loop_lag_max_s'))}",
                     ms(r.get("coalescer_lag_max_s")),
                     f"{100 * r['app_cpu_share']:.0f} %",
+                    f"{100 * r['client_cpu_share']:.0f} %" if "client_cpu_share" in r else "–",
                     kib(r.get("streaming_rss_bytes_per_session")),
                 ]
             )
@@ -351,12 +368,27 @@ def render(results: dict[str, Any]) -> str:
             "loop lag p50 / p95 / max",
             "coalescers' lag, max",
             "app CPU (of one core)",
+            "bench client CPU",
             "RSS per streaming session",
         ]
         parts.append(
             f"### Crowd: sessions replaying a {crowd['recorded_s']:.2f} s recording ({crowd['deltas']} deltas) at 1x "
             f"through the app at once, duration / recorded duration (concurrency limit {crowd['limit']})\n\n" + table(head, rows)
         )
+        per = crowd.get("per_call")
+        if per:
+            budget = 0.2 * crowd["recorded_s"]
+            lines = [
+                f"App CPU per visitor, {per['calls']} API calls one after another: this app "
+                f"{ms(per['app_cpu_s'])} (a whole turn of the recording above, at speed 0), a bare "
+                f"streaming `gr.ChatInterface` {ms(per['bare_cpu_s'])} (Gradio's own request, queue job, "
+                "SSE stream and session state). "
+                f"A crowd arriving at once within p95 ≤ 1.2× must be served its first updates within "
+                f"{budget:.1f} s (0.2 × the recording) on one core: about "
+                f"{0.95 * budget / per['app_cpu_s']:.0f} visitors at this app's cost, "
+                f"{0.95 * budget / per['bare_cpu_s']:.0f} at Gradio's own."
+            ]
+            parts[-1] += "\n\n" + " ".join(lines)
     fidelity = results.get("fidelity")
     if fidelity:
         rows = []

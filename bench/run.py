@@ -52,6 +52,7 @@ class Sizes:
     session_deltas: int = 150
     crowds: tuple[int, ...] = (100, 250, 500)
     crowd_ramps: tuple[float, ...] = (0.0, 2.0)
+    per_call_calls: int = 100
     plugin_events: int = 1000
     plugin_repeats: int = 30
     memory_sessions: int = 100
@@ -75,6 +76,7 @@ QUICK = Sizes(
     session_deltas=10,
     crowds=(5, 10),
     crowd_ramps=(0.0,),
+    per_call_calls=5,
     plugin_events=100,
     plugin_repeats=3,
     memory_sessions=10,
@@ -207,7 +209,10 @@ def run_section(name: str, sizes: Sizes, targets: list[Target], log_dir: Path) -
         return plugin_replay.plugin_replay(sizes.plugin_events, sizes.plugin_repeats)
     if name == "crowd":
         log(f"crowd: {', '.join(map(str, sizes.crowds))} sessions through the app")
-        return through_app.crowd(log_dir, sizes.crowds, sizes.session_deltas, ramps=sizes.crowd_ramps)
+        crowd = through_app.crowd(log_dir, sizes.crowds, sizes.session_deltas, ramps=sizes.crowd_ramps)
+        log("crowd: app CPU per call")
+        crowd["per_call"] = through_app.per_call_cpu(log_dir, sizes.per_call_calls, sizes.session_deltas)
+        return crowd
     if name == "fidelity":
         return inproc.fidelity(sizes.fidelity_recordings, sizes.fidelity_paced_s)
     if name == "memory":

@@ -145,14 +145,16 @@ def crowd(
     ramps: tuple[float, ...] = (0.0,),
 ) -> dict[str, Any]:
     """Crowds of each size in turn, on one app (``python -m bench.crowd_app``: ``app.py`` with
-    a loop-lag probe; its concurrency limit set to ``limit``, default the largest
-    crowd): every session replays the same recording at 1x through Gradio's queue and
+    a loop-lag probe; its concurrency limit set to ``limit``, default the shipped one,
+    raised to the largest crowd if less): every session replays the same recording at 1x through Gradio's queue and
     SSE. Per crowd: duration / recorded duration, the longest wait for an update, the
     loop lag and the coalescers' estimate of it, app CPU, RSS per streaming session.
     Each crowd arrives at once (ramp 0: every request within a few ms), and then again
     spread evenly over each other ``ramps`` seconds (visitors of a shared link); a
     session's duration is counted from its own request either way."""
-    limit = limit or max(sizes)
+    from streamchat.ui import CONCURRENCY_LIMIT
+
+    limit = limit or max(CONCURRENCY_LIMIT, max(sizes))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         events = realistic_turn(api, deltas, seed=1)
@@ -203,6 +205,7 @@ async def _crowds(
             sampler.start()
             load = os.getloadavg()
             cpu = cpu_seconds(pid)
+            client_cpu = time.process_time()
             began, wall_began = time.perf_counter(), time.time()
             try:
                 starts = [ramp * i / sessions for i in range(sessions)]
@@ -211,6 +214,7 @@ async def _crowds(
             finally:
                 wall = time.perf_counter() - began
                 cpu = cpu_seconds(pid) - cpu
+                client_cpu = time.process_time() - client_cpu
                 done.set()
                 sampler.join()
             await asyncio.sleep(1.0)  # the probe writes every 0.5 s
@@ -238,9 +242,47 @@ async def _crowds(
                     "coalescer_lag_max_s": max(gauges, default=float("nan")),
                     "app_cpu_s": cpu,
                     "app_cpu_share": cpu / wall,
+                    "client_cpu_share": client_cpu / wall,
                     "wall_s": wall,
                     "streaming_rss_bytes_per_session": (peak[0] - base) / sessions,
                 }
             )
             await asyncio.sleep(2.0)  # let the app settle (closed sessions, GC) between crowds
     return rows
+
+
+# -- per-call CPU: what a crowd's arrival costs (issue 16) -----------------------------
+
+
+def per_call_cpu(log_dir: Path, calls: int = 100, deltas: int = 150, api: str = "responses") -> dict[str, Any]:
+    """App CPU per API call, the calls one after another: this app replaying the crowd's
+    recording at speed 0 (a visitor's whole turn, its updates coalesced to a few), and a
+    bare streaming ``gr.ChatInterface`` (``bench/peers/hello_stream.py``: Gradio's own
+    request, queue job, SSE stream and session state, nothing else). A crowd arriving at
+    once needs about ``calls × this`` of the app's one core before its last visitor's
+    first update."""
+    out: dict[str, Any] = {"calls": calls}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        write_recording(folder / "conc.jsonl", api, [("concurrency", realistic_turn(api, deltas, seed=1))])
+        for name, script, env in (
+            ("app", "app.py", {"STREAMCHAT_REPLAY": str(folder), "STREAMCHAT_SPEED": "0"}),
+            ("bare", "bench/peers/hello_stream.py", {}),
+        ):
+            app = AppProcess(script, env, log_dir / f"per-call-{name}.log")
+            try:
+                app.wait_ready()
+                out[f"{name}_cpu_s"] = asyncio.run(_sequential(app, calls))
+            finally:
+                app.stop()
+    return out
+
+
+async def _sequential(app: AppProcess, calls: int) -> float:
+    async with httpx.AsyncClient(base_url=app.url, timeout=60) as client:
+        for _ in range(5):  # warm: first-use imports
+            await _call(client, "concurrency")
+        cpu = cpu_seconds(app.proc.pid)
+        for _ in range(calls):
+            await _call(client, "concurrency")
+        return (cpu_seconds(app.proc.pid) - cpu) / calls

@@ -91,9 +91,44 @@ def _absent_matplotlib_fails_fast() -> None:
         sys.modules["matplotlib"] = None  # type: ignore[assignment]
 
 
+def _gradio_signatures_cached() -> None:
+    """Gradio builds every block's config from ``inspect.signature(cls.__init__)``, anew
+    each time: for every block of the page when a visitor's session starts, and for the
+    chat's state on every streamed update. Half of a new session's state is that
+    (issue 16: a crowd's start-up). A class's signature does not change, so
+    ``gradio.blocks`` gets an ``inspect`` whose ``signature`` remembers them (keyed
+    weakly: nothing is kept alive by the cache)."""
+    import inspect
+    import types
+    import weakref
+
+    import gradio.blocks
+
+    if isinstance(gradio.blocks.inspect, types.ModuleType) and gradio.blocks.inspect is not inspect:
+        return  # done already
+    known: weakref.WeakKeyDictionary[object, inspect.Signature] = weakref.WeakKeyDictionary()
+
+    def signature(obj: object, **kwargs: object) -> inspect.Signature:
+        if kwargs:
+            return inspect.signature(obj, **kwargs)  # type: ignore[arg-type]
+        try:
+            return known[obj]
+        except (KeyError, TypeError):  # not seen, or not weakly referable
+            found = inspect.signature(obj)  # type: ignore[arg-type]
+        with contextlib.suppress(TypeError):
+            known[obj] = found
+        return found
+
+    shim = types.ModuleType("inspect")
+    shim.__dict__.update(vars(inspect))
+    shim.signature = signature  # type: ignore[attr-defined]
+    gradio.blocks.inspect = shim
+
+
 def build(runtime: Runtime) -> gr.Blocks:
     """The Gradio app, queued (the first and only place Gradio is imported)."""
     _absent_matplotlib_fails_fast()
+    _gradio_signatures_cached()
     from .ui import CONCURRENCY_LIMIT, build_demo
 
     demo = build_demo(runtime)

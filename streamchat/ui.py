@@ -51,8 +51,12 @@ from .spaces import (
 
 log = logging.getLogger("streamchat")
 
-CONCURRENCY_LIMIT = 128
-"""Streams served at once (Gradio's default of 1 would queue every second user)."""
+CONCURRENCY_LIMIT = 1000
+"""Streams served at once (Gradio's default of 1 would queue every second user). Far
+above what one core streams smoothly (about 200 sessions, docs/performance.md): a
+crowd over the limit waits in waves of whole turns, worse than sharing the core (500
+visitors arriving at once: p95 5.1× their recorded time at 128, 2.4× at 500, issue
+16). Memory is not the limit: about 0.2 MiB per streaming session."""
 
 RECORD_OFF = "Off: start the app with --record, or set STREAMCHAT_RECORD."
 RECORD_OFF_SPACE = "Off on this Space: its owner can allow it with the STREAMCHAT_RECORD variable."

@@ -62,6 +62,9 @@ def test_quick_run_of_the_in_process_sections_writes_json_and_verdicts(tmp_path:
     assert data["fidelity"]["recordings"]["paced-100-per-s"]["events"] > 0
     plugin = data["plugin"]
     assert plugin["runs"] >= 1 and plugin["chunks"] == plugin["events"] - 1  # every chunk but [DONE] reached the SDK
+    # The floor without HTTP parses the very chunks the client got.
+    assert plugin["sdk_parse_only"]["chunks"] == plugin["chunks"] and plugin["sdk_parse_only"]["p50_s"] > 0
+    assert "no HTTP: its chunks parsed as the SDK does" in printed[0]
     assert [v["target"] for v in data["verdicts"]] == [
         "(4) pipeline throughput",
         "(4) linear growth",
@@ -103,3 +106,28 @@ def test_verdicts_follow_the_targets() -> None:
     assert bound[0]["verdict"] == "PASS" and "lower bound" in bound[0]["result"]
     table = report.render({"browser": _browser(0.5, 60.0, 0.05, (0.02, 0.03), 0.02)})
     assert "| PASS | (1) long reply fully shown |" in table
+
+
+def test_the_crowd_table_says_how_many_visitors_the_per_call_cost_allows() -> None:
+    row = {
+        "sessions": 100,
+        "ramp_s": 0.0,
+        "load_before": (0.5, 0.5, 0.5),
+        "p50": 1.1,
+        "p95": 1.15,
+        "max": 1.2,
+        "updates_per_call_p50": 90,
+        "app_cpu_share": 0.9,
+        "client_cpu_share": 0.2,
+    }
+    crowd = {
+        "recorded_s": 5.0,
+        "deltas": 150,
+        "limit": 1000,
+        "crowds": [row],
+        "per_call": {"calls": 100, "app_cpu_s": 0.02, "bare_cpu_s": 0.01},
+    }
+    text = report.render({"crowd": crowd})
+    # 1.2x of 5 s leaves 1 s for every first update; 95 % of that at 20 ms and 10 ms a visitor.
+    assert "about 48 visitors at this app's cost, 95 at Gradio's own" in text
+    assert "| 100 | 0 s | 0.5 | 1.100 | 1.150 | 1.200 | 90 |" in text and "| 90 % | 20 % |" in text
