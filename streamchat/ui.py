@@ -292,10 +292,11 @@ def _examples(runtime: Runtime, name: str | None) -> list[str]:
     return list(dict.fromkeys(runtime.library.load(name).prompts))
 
 
-def _example_messages(runtime: Runtime, name: str | None) -> list[Any]:
-    """The examples as the chat offers them: a recording's with its files' thumbnails."""
+def _example_messages(runtime: Runtime, name: str | None) -> list[dict[str, Any]]:
+    """The examples as the chat offers them (``{"text": …}``): a recording's with its
+    files' thumbnails."""
     if runtime.live or runtime.library is None or name is None:
-        return _examples(runtime, name)
+        return [{"text": p} for p in _examples(runtime, name)]
     return example_messages(runtime.library.load(name))
 
 
@@ -392,7 +393,7 @@ class ChatApp:
             api_name="chat",
             title=config.ui.title,
             description=config.ui.description or None,
-            examples=[[{"text": p}, None] for p in examples] or None,
+            examples=[[e, None] for e in examples] or None,
             multimodal=True,
             textbox=gr.MultimodalTextbox(
                 file_types=file_types(self.runtime),
