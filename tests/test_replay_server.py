@@ -3,6 +3,7 @@ on 127.0.0.1, streamed with the real `openai` client on every API route."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import subprocess
@@ -92,13 +93,29 @@ def tool_outputs(turn: RecordedTurn) -> list[tuple[str, str]]:
     return list(turn.tool_outputs.items())
 
 
+def asked(turn: RecordedTurn) -> Any:
+    """A recorded turn's message as a client sends it: its text, and the files it was
+    asked with (kept in the recording) as Responses input parts; replay matches them by hash."""
+    if not turn.attachments:
+        return turn.user
+    parts: list[dict[str, Any]] = [{"type": "input_text", "text": turn.user}]
+    for file in turn.attachments:
+        assert file.data is not None, "the bundled recordings keep their files"
+        url = f"data:{file.mime};base64,{base64.b64encode(file.data).decode()}"
+        if (file.mime or "").startswith("image/"):
+            parts.append({"type": "input_image", "image_url": url})
+        else:
+            parts.append({"type": "input_file", "filename": file.name, "file_data": url})
+    return [{"role": "user", "content": parts}]
+
+
 async def test_responses_route_streams_each_turn_in_a_conversation(server_url: str) -> None:
     api = client(server_url)
     for recording in bundled("responses"):
         conversation = await api.conversations.create()
         for turn in recording.turns:
             text, types = "", []
-            request: Any = {"input": turn.user}
+            request: Any = {"input": asked(turn)}
             for _ in turn.streams:  # a tool loop: one request per recorded stream
                 stream = await api.responses.create(model="m", conversation=conversation.id, stream=True, **request)
                 async for event in stream:
