@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ import pytest
 
 from .proxy import Proxy, Receive, Recorder, Send, ServedApp, serve_app, upstream_from_env
 from .recording import RecordedTurn, RecordingError, load_recording
-from .replay import Files, Player, normalize, request_files, same_files
+from .replay import Files, Player, normalize, request_files, same_files, searchable_files
 from .replayapi import ReplayAPI, Script, TurnRequest
 from .replayapi.base import text_of
 from .serve import asgi_app, read_body
@@ -97,8 +97,11 @@ class RulePlayer(Player):
         models = {t.index: meta.get(t.index, {}).get("model", recording.header.get("model")) for t in recording.turns}
         return cls(recording, rule=rule, positions=positions, models=models, **kw)
 
-    def select(self, api: Api, user: str, position: int, model: Any, files: Files | None = None) -> RecordedTurn | None:
-        """The turn for a request; ``files`` (its files, when known) must be the turn's too."""
+    def select(
+        self, api: Api, user: str, position: int, model: Any, files: Files | None = None, searchable: tuple[str, ...] = ()
+    ) -> RecordedTurn | None:
+        """The turn for a request; ``files`` (its files, when known) must be the turn's too
+        (or, for a recorded file not in the message, among ``searchable``: see ``same_files``)."""
         if api != self.recording.api:
             return None
         key = normalize(user)
@@ -107,7 +110,7 @@ class RulePlayer(Player):
             t
             for t in self.recording.turns
             if ("text" not in self.rule or normalize(t.user) == key)
-            and (asked is None or same_files(t.attachments, asked))
+            and (asked is None or same_files(t.attachments, asked, searchable))
             and ("position" not in self.rule or self.positions[t.index] == position)
             and ("model" not in self.rule or self.models[t.index] == model)
         ]
@@ -120,12 +123,17 @@ class RulePlayer(Player):
         return later[0] if later else candidates[-1]
 
     def match(
-        self, message: str, position: int, parent: int | None = None, attachments: Files | None = ()
+        self,
+        message: str,
+        position: int,
+        parent: int | None = None,
+        attachments: Files | None = (),
+        searchable: Sequence[str] = (),
     ) -> RecordedTurn | None:
         request = self._request
         if request is None:
-            return super().match(message, position, parent, attachments)
-        return self.select(request.api, message, position, request.body.get("model"), attachments)
+            return super().match(message, position, parent, attachments, searchable)
+        return self.select(request.api, message, position, request.body.get("model"), attachments, tuple(searchable))
 
     def describe_miss(self, api: Api, user: str, position: int, model: Any, why: str = "") -> str:
         prompts = [
@@ -141,7 +149,14 @@ class RulePlayer(Player):
     def __call__(self, request: TurnRequest) -> Script:
         self._request = request
         try:
-            turn = self.select(request.api, request.user, request.position, request.body.get("model"), request_files(request))
+            turn = self.select(
+                request.api,
+                request.user,
+                request.position,
+                request.body.get("model"),
+                request_files(request),
+                searchable_files(request),
+            )
             if turn is None:
                 message = self.describe_miss(request.api, request.user, request.position, request.body.get("model"))
                 self.misses.append(message)

@@ -45,6 +45,11 @@ Files = Sequence[FileLike | str]
 (what the fake API's ``TurnRequest.attachments`` carries)."""
 
 
+def searchable_files(request: TurnRequest) -> tuple[str, ...]:
+    """The SHA-256s of the files a request's file_search can reach (its vector stores')."""
+    return tuple(getattr(request, "searchable", ()) or ())
+
+
 def request_files(request: TurnRequest) -> tuple[str, ...] | None:
     """The SHA-256s of the files of the user message a request answers, in order; None
     from a fake API that does not say (a ``TurnRequest`` without ``attachments``)."""
@@ -57,19 +62,25 @@ def name_key(name: str) -> str:
     return unicodedata.normalize("NFKC", name.replace("\\", "/").rsplit("/", 1)[-1]).casefold().strip()
 
 
-def same_files(recorded: Sequence[RecordedFile], asked: Sequence[tuple[str | None, str | None]]) -> bool:
-    """Whether a message's files, as ``(sha256, name)``, are a recorded turn's, in
-    order: the same number, and each the same bytes (SHA-256); a file recorded without
-    a hash (an imported recording) matches one of the same name instead."""
-    if len(recorded) != len(asked):
-        return False
-    for rec, (sha, name) in zip(recorded, asked, strict=True):
-        if rec.sha256 is not None:
-            if sha is None or sha.lower() != rec.sha256:
-                return False
-        elif name is None or name_key(name) != name_key(rec.name):
+def same_files(
+    recorded: Sequence[RecordedFile], asked: Sequence[tuple[str | None, str | None]], searchable: Sequence[str] = ()
+) -> bool:
+    """Whether a message's files, as ``(sha256, name)``, are a recorded turn's, in any
+    order: each asked file is a recorded one with the same bytes (SHA-256), or, for a
+    file recorded without a hash (an imported recording), the same name; and each
+    recorded file is asked, or is among ``searchable`` (the SHA-256s of the files the
+    request's file_search can reach: a document sent to a vector store is not in the
+    message, and stays there when the turn is retried)."""
+    left = list(recorded)
+    for sha, name in asked:
+        found = next((r for r in left if r.sha256 is not None and sha is not None and sha.lower() == r.sha256), None)
+        if found is None:
+            found = next((r for r in left if r.sha256 is None and name is not None and name_key(name) == name_key(r.name)), None)
+        if found is None:
             return False
-    return True
+        left.remove(found)
+    reachable = {s.lower() for s in searchable}
+    return all(r.sha256 is not None and r.sha256 in reachable for r in left)
 
 
 def describe_files(files: Sequence[RecordedFile] | Sequence[tuple[str | None, str | None]]) -> str:
@@ -124,9 +135,15 @@ class Player:
         return out
 
     def match(
-        self, message: str, position: int, parent: int | None = None, attachments: Files | None = ()
+        self,
+        message: str,
+        position: int,
+        parent: int | None = None,
+        attachments: Files | None = (),
+        searchable: Sequence[str] = (),
     ) -> RecordedTurn | None:
-        """The recorded turn for ``message`` with its files ``attachments`` as the
+        """The recorded turn for ``message`` with its files ``attachments`` (and the files
+        its file_search can reach, ``searchable``) as the
         ``position``-th user message of its chat, asked after the answer of recorded turn
         ``parent`` (None: unknown, or the first): among the turns with the same text and
         the same files (``same_files``), the one at that position (following that parent,
@@ -141,7 +158,9 @@ class Player:
         if pinned:
             return pinned[0]
         candidates = [
-            t for t in self.recording.turns if normalize(t.user) == key and (asked is None or same_files(t.attachments, asked))
+            t
+            for t in self.recording.turns
+            if normalize(t.user) == key and (asked is None or same_files(t.attachments, asked, searchable))
         ]
         if not candidates:
             return None
@@ -194,7 +213,7 @@ class Player:
     def __call__(self, request: TurnRequest) -> Script:
         """The ``StreamSource`` for the fake API."""
         files = request_files(request)
-        turn = self.match(request.user, request.position, attachments=files)
+        turn = self.match(request.user, request.position, attachments=files, searchable=searchable_files(request))
         if turn is None:
             message = self.unmatched_text(request.user, files)
             return Script(status=404, error={"message": message, "type": "invalid_request_error", "code": "no_recorded_turn"})

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .recording import RecordingError
-from .replay import MAX_GAP, Library, Player, request_files
+from .replay import MAX_GAP, Library, Player, request_files, searchable_files
 from .replayapi import ReplayAPI, Script, TurnRequest
 from .serve import RunningServer, asgi_app, serve_in_thread
 from .validate import MAX_BODY
@@ -48,7 +48,10 @@ class UnionSource:
     def __call__(self, request: TurnRequest) -> Script:
         files = request_files(request)
         for player in self.players:
-            if player.recording.api == request.api and player.match(request.user, request.position, attachments=files):
+            searchable = searchable_files(request)
+            if player.recording.api == request.api and player.match(
+                request.user, request.position, attachments=files, searchable=searchable
+            ):
                 return player(request)
         asked = request.user.strip()[:200]
         prompts = self.prompt_lines(request.api)

@@ -16,7 +16,7 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import BASE_CONFIG, TEST_KEY, Fake, make_settings
+from conftest import BASE_CONFIG, TEST_KEY, Fake, make_settings, replay_settings
 
 from streamchat.attachments import Attachment, Limits, inspect
 from streamchat.backends import responses
@@ -538,3 +538,25 @@ def test_a_server_chosen_name_cannot_leave_the_outputs_folder() -> None:
     assert _safe_part(produced.filename, "file") == "passwd"
     assert _safe_part(produced.file_id, "download") == "x"
     assert _safe_part("..", "file") == "file"
+
+
+async def test_a_file_search_turn_recorded_live_replays_and_retries(fake: Fake, tmp_path: Path) -> None:
+    """A document sent for file_search is in the session's vector store, not in the
+    message: the replay still answers it (the store's files count as the message's,
+    ``TurnRequest.searchable``), on Retry too, and not for another document."""
+    doc = attach(tmp_path, "plan.md", b"# Plan\nLaunch on Tuesday.\n")
+    records = tmp_path / "records"
+    live = Runtime(make_settings("responses", url=fake.url, config=SEARCH_CONFIG, record_dir=records, record_attachments=True))
+    page = Page(live.new_session())
+    answer = await page.send("When is the launch?", (doc,))
+    assert answer == "Echo: When is the launch?"
+    await page.session.close()
+    [recorded] = records.glob("*.jsonl")
+
+    replay = Runtime(replay_settings(recorded, config=parse_config(SEARCH_CONFIG)))
+    again = Page(replay.new_session())
+    assert await again.send("When is the launch?", (doc,)) == answer
+    again.history.clear()  # Retry from an empty chat: the document is still in the store
+    assert await again.send("When is the launch?", (doc,)) == answer
+    other = attach(tmp_path, "other.md", b"# Another plan\n")
+    assert "nothing in it answers" in await Page(replay.new_session()).send("When is the launch?", (other,))

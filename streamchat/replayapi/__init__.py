@@ -179,7 +179,10 @@ class ReplayAPI:
                 entry.context = list(context)
                 entry.stores = searchable
                 break
-        request = TurnRequest(api, turn.user, turn.position, turn.stream, body, tuple(context), attachments_after(context))
+        reachable = tuple(dict.fromkeys(sha for files in (searchable or {}).values() for sha in files))
+        request = TurnRequest(
+            api, turn.user, turn.position, turn.stream, body, tuple(context), attachments_after(context), reachable
+        )
         script = self.source(request)
         if script.status != 200:
             err = script.error or {"message": "Error.", "type": "server_error", "code": None}

@@ -55,6 +55,9 @@ class TurnRequest:
     """What the model sees for this request (see ``Context``)."""
     attachments: tuple[str, ...] = ()
     """The SHA-256s of the files of the user message this turn answers, in order."""
+    searchable: tuple[str, ...] = ()
+    """The SHA-256s of the files the request's file_search can reach (its vector stores'):
+    a document sent for file_search is there, not in the message."""
 
 
 class StreamSource(Protocol):
