@@ -35,7 +35,7 @@ pytestmark = pytest.mark.browser
 
 FIXTURE = Path(__file__).parent / "fixtures" / "browser_history.json"
 WAIT_MS = 20_000
-BUILD = {"responses": synth.responses_stream, "chat": synth.chat_stream}
+BUILD = {"responses": synth.responses_stream, "assistants": synth.assistants_stream, "chat": synth.chat_stream}
 PAGE_JS = """
 (() => {
   window.__files = {
