@@ -22,6 +22,27 @@ from .recording import Recording
 from .session import ChatSession, Runtime
 
 PAUSE, RESUME = "⏸ Pause", "▶ Resume"
+MESSAGE_BOX = "message-box"
+"""The chat's message box (its ``elem_id``, set in ui.py)."""
+TAKE_OVER_JS = (
+    """
+() => {
+  // The visitor types in the message box or adds a file while a demo plays (or is
+  // paused): the demo hands the chat over, as its Stop button does. Only the browser
+  // knows a person's keystroke from the demo's own typing (a trusted input event), and
+  // the multimodal box sends the server no input event, only a change per update.
+  if (window.__streamchatTakeOver) return;
+  window.__streamchatTakeOver = true;
+  const takeOver = (event) => {
+    if (!event.isTrusted || !(event.target instanceof Element) || !event.target.closest('#BOX')) return;
+    const status = (document.querySelector('#demo-status')?.textContent || '').trim();
+    if (/^(▶️|⏸)/.test(status)) document.querySelector('#demo-stop')?.click();
+  };
+  document.addEventListener('input', takeOver, true);
+  document.addEventListener('change', takeOver, true);
+}
+"""
+).replace("BOX", MESSAGE_BOX)
 MAX_URL_SPEED = 16.0
 
 
@@ -32,9 +53,6 @@ class DemoSlot:
     def __init__(self) -> None:
         self.controls = Controls()
         self.echo: str | None = None
-        self.drafts: set[str] = {""}
-        """What this demo has put in the message box (its typed prompts, prefix by prefix):
-        a change to anything else is the visitor typing."""
 
     def own_pick(self, name: str) -> bool:
         """True once for a picker change this demo made (autoplay of another recording)."""
@@ -134,11 +152,9 @@ def wire(
         total = len(recording.turns)
         shown: str | None = None
         extra = first or (skip(), skip(), banner_of(session))
-        demo_slot.drafts = {""}
         async for frame in play(recording, session, demo_slot.controls, timing=timing, start=start):
             draft = skip() if frame.draft == shown or frame.state == "stopped" else frame.draft
             shown = frame.draft
-            demo_slot.drafts.add(frame.draft)
             ending = frame.state in ("done", "stopped")
             yield (
                 frame.history,
@@ -192,15 +208,6 @@ def wire(
     async def on_stop(ui: Any) -> None:
         ui.demo.controls.stop()
 
-    async def on_type(value: Any, ui: Any) -> None:
-        """The visitor types: the demo hands the chat over (the answer under way ends as
-        stopped). The multimodal box sends no ``input`` event, only ``change``, which the
-        demo's own typing fires too: a value the demo did not put there is the visitor's."""
-        text = value.get("text", "") if isinstance(value, dict) else str(value or "")
-        files = value.get("files") if isinstance(value, dict) else None
-        if ui.demo.controls.playing and (text not in ui.demo.drafts or files):
-            ui.demo.controls.stop()
-
     private: dict[str, Any] = {"api_visibility": "private"}
     playing: dict[str, Any] = {**private, "show_progress": "hidden"}
     controls.play.click(on_play, [picker, speed, slot], outputs, **playing)
@@ -208,7 +215,7 @@ def wire(
     demo.load(on_autoplay, [picker, speed, slot], outputs, **playing)
     controls.pause.click(on_pause, [slot], [controls.pause, controls.status], queue=False, **private)
     controls.stop.click(on_stop, [slot], None, queue=False, **private)
-    chat.textbox.change(on_type, [chat.textbox, slot], None, queue=False, **private)
+    demo.load(None, None, None, js=TAKE_OVER_JS, **private)
 
     def on_recording(name: str) -> Any:
         choices = (

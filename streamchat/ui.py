@@ -29,7 +29,7 @@ from gradio.context import LocalContext
 from gradio.events import EventListener
 
 from . import attachments as att
-from .demo_ui import DemoSlot, add_controls, wire
+from .demo_ui import MESSAGE_BOX, DemoSlot, add_controls, wire
 from .guard import AllowList, Guard, Refusal
 from .options import DEFAULT_RECORDINGS, server_label
 from .playback import example_messages
@@ -404,6 +404,7 @@ class ChatApp:
                 autofocus=True,
                 submit_btn=True,
                 stop_btn=True,
+                elem_id=MESSAGE_BOX,
             ),
             concurrency_limit=CONCURRENCY_LIMIT,
             fill_height=True,
