@@ -397,7 +397,7 @@ class ChatSession:
         if self.playback is not None:
             self.playback.follow(parent)  # replay follows the branch recorded
         answer = self._answer_locally(message, position, attachments)
-        self.replayed = self.player.match(message, position, attachments=attachments) if self.player is not None else None
+        self.replayed = None
         if answer is not None:  # nothing to ask the API: say so in the chat
             transcript.handle_event(answer)
             transcript.handle_event(ev.turn_end("completed"))
@@ -450,6 +450,8 @@ class ChatSession:
             shown = answered_key(history, asked, transcript.snapshot()) if transcript.status == "completed" else None
             conv.settle(shown)
             self._note_turn(conv, shown, recorder, message, position, attachments)
+            if self.player is not None:
+                self.replayed = self.player.match(message, position, attachments=attachments)
             if recorder is not None:
                 recorder.end_turn(transcript.status or "cancelled")
             if not coalescer.ended or transcript.status == "interrupted":
