@@ -10,13 +10,12 @@ The output is deterministic: tests regenerate it and compare with the files.
 
 from __future__ import annotations
 
-import struct
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
 from streamchat.testing import synth
+from streamchat.testing.images import encode_png
 from streamchat.tools import format_result, load_handler
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -407,7 +406,7 @@ def bar_chart_png() -> bytes:
     bars = [(20, 35, (220, 50, 50)), (65, 60, (40, 170, 70)), (110, 85, (50, 90, 220))]
     rows = []
     for y in range(height):
-        row = bytearray(b"\x00")
+        row = bytearray()
         for x in range(width):
             colour = (255, 255, 255)
             for left, tall, rgb in bars:
@@ -417,13 +416,7 @@ def bar_chart_png() -> bytes:
                 colour = (60, 60, 60)  # the baseline
             row += bytes(colour)
         rows.append(bytes(row))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    head = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    body = zlib.compress(b"".join(rows), 9)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    return encode_png(width, height, rows)
 
 
 LAUNCH_PLAN = """# Aurora launch plan

@@ -183,6 +183,10 @@ def classify(data: bytes, name: str, limits: Limits, *, path: Path | None = None
         kind, key, mime = "document", "pdf", DOCUMENT_TYPES["pdf"]
     elif ext in TEXT_TYPES and _is_text(data):
         kind, key, mime = "document", ext, TEXT_TYPES[ext]
+    elif ext in IMAGE_TYPES or ext == "pdf":
+        raise AttachmentError(f"{name}: not a valid {ext.upper()} file (its contents say otherwise).")
+    elif ext in TEXT_TYPES:
+        raise AttachmentError(f"{name}: not UTF-8 text, as a .{ext} file should be.")
     else:
         guess = mimetypes.guess_type(name)[0] or "unknown type"
         raise AttachmentError(f"{name}: {guess} files are not accepted (accepted: {_label(limits)}).")

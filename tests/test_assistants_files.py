@@ -7,14 +7,13 @@ chat through Undo and Edit when messages carried files."""
 from __future__ import annotations
 
 import hashlib
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from conftest import BASE_CONFIG, TEST_KEY, Fake, make_settings
+from images import png
 
 from streamchat.attachments import Attachment, Limits, inspect
 from streamchat.backends.assistants import AssistantsBackend
@@ -28,14 +27,6 @@ CONFIG = BASE_CONFIG.replace("backend: responses", "backend: assistants")
 FILE_SEARCH = CONFIG + "tools:\n  - type: file_search\n"
 CODE = CONFIG + "tools:\n  - type: code_interpreter\n"
 BOTH = CONFIG + "tools:\n  - type: file_search\n  - type: code_interpreter\n"
-
-
-def png(rgb: tuple[int, int, int] = (200, 30, 30), width: int = 2, height: int = 2) -> bytes:
-    """A valid PNG of one colour."""
-    row = b"\x00" + bytes(rgb) * width
-    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b"")
 
 
 def sha(data: bytes) -> str:
@@ -120,7 +111,7 @@ async def test_an_image_reaches_the_model_as_an_image_file_uploaded_once(fake: F
 
 
 async def test_an_image_without_words_is_sent_as_the_image_alone(fake: Fake, tmp_path: Path) -> None:
-    blue = attach(tmp_path, "blue.png", png((0, 0, 255)))
+    blue = attach(tmp_path, "blue.png", png(rgb=(0, 0, 255)))
     await Page(ChatSession(runtime(fake))).send("", blue)
     assert fake.core.requests("POST", "/messages")[-1].body["content"][0]["type"] == "image_file"
     assert fake.core.contexts[-1] == [("user", ""), ("image", blue.sha256)]
@@ -240,7 +231,7 @@ async def test_a_document_no_tool_can_take_is_refused_before_any_request(
 # -- files the code interpreter makes ----------------------------------------------------------
 
 
-PLOT = png((0, 128, 0), width=3)
+PLOT = png(3, 2, (0, 128, 0))
 CSV = b"x,y\n1,1\n2,4\n"
 
 
@@ -315,7 +306,7 @@ async def test_a_file_that_cannot_be_downloaded_is_one_notice(fake: Fake, tmp_pa
 
 async def test_undo_after_an_image_turn_keeps_the_image_and_drops_what_was_undone(seen_by_model: Fake, tmp_path: Path) -> None:
     fake = seen_by_model
-    red, blue = attach(tmp_path, "red.png", png()), attach(tmp_path, "blue.png", png((0, 0, 255)))
+    red, blue = attach(tmp_path, "red.png", png()), attach(tmp_path, "blue.png", png(rgb=(0, 0, 255)))
     session = ChatSession(runtime(fake))
     page = Page(session)
     await page.send("What is this?", red)

@@ -266,7 +266,7 @@ def test_through_gradio_client_an_image_is_sent_and_bad_files_get_one_line_and_n
         cases = [
             ((big,), "huge.png", "over the limit of 0.002 MiB"),
             ((unknown,), "tool.bin", "not accepted"),
-            ((disguised,), "photo.png", "not accepted"),
+            ((disguised,), "photo.png", "not a valid PNG file"),
             ((image, image, image), "3 files", "over the limit of 2 per message"),
         ]
         for paths, name, why in cases:

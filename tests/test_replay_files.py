@@ -6,25 +6,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import struct
-import zlib
 from pathlib import Path
 
 import openai
 import pytest
 from conftest import TEST_KEY, Fake
+from images import png
 
 from streamchat.attachments import Limits, classify, inline_text
 from streamchat.replayapi import Script
 from streamchat.testing import synth
-
-
-def png(width: int = 2, height: int = 2, rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
-    """A valid PNG of one colour."""
-    row = b"\x00" + bytes(rgb) * width
-    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b"")
 
 
 def sha(data: bytes) -> str:

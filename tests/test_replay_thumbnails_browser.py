@@ -5,14 +5,13 @@ too, answered with the recorded answer."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser_helpers import CHROMIUM, CHROMIUM_ARGS, AppProcess, require_browser
+from images import png
 
 from streamchat.attachments import Limits, classify
 from streamchat.recording import RecordingWriter, header
@@ -23,17 +22,6 @@ pytestmark = pytest.mark.browser
 WAIT_MS = 30_000
 PROMPT = "What colour is this square?"
 ANSWER = "It is a red square."
-
-
-def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
-    """A real PNG of one colour, so the browser decodes it (a thumbnail with a size)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    head = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 def write_recording(folder: Path) -> None:

@@ -9,14 +9,13 @@ URL or a file id, the tools' store and container ids)."""
 from __future__ import annotations
 
 import hashlib
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from conftest import BASE_CONFIG, TEST_KEY, Fake, make_settings, replay_settings
+from images import png
 
 from streamchat.attachments import Attachment, Limits, inspect
 from streamchat.backends import responses
@@ -32,17 +31,6 @@ from streamchat.testing import synth
 
 SEARCH_CONFIG = BASE_CONFIG + "tools:\n  - type: file_search\n"
 CODE_CONFIG = BASE_CONFIG + "tools:\n  - type: code_interpreter\n"
-
-
-def png(rgb: tuple[int, int, int] = (200, 30, 30), size: int = 2) -> bytes:
-    """A valid PNG of one colour."""
-    row = b"\x00" + bytes(rgb) * size
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * size)) + chunk(b"IEND", b"")
 
 
 def sha(data: bytes) -> str:
@@ -114,7 +102,7 @@ async def test_a_large_image_is_uploaded_and_deleted_with_the_session(
 ) -> None:
     """Over ``IMAGE_INLINE_MAX`` an image goes by file id (purpose vision), uploaded once;
     the code interpreter's container gets documents, not such images."""
-    small, large = png(), png((0, 0, 255), size=64)
+    small, large = png(), png(64, 64, (0, 0, 255))
     monkeypatch.setattr(responses, "IMAGE_INLINE_MAX", len(small))
     rt = runtime(fake, CODE_CONFIG)
     session = rt.new_session()
@@ -163,7 +151,7 @@ async def test_images_stay_right_through_undo_retry_and_a_reseed(fake: Fake, tmp
     rt = runtime(fake)
     session = rt.new_session()
     page = Page(session)
-    red, blue = attach(tmp_path, "red.png", png()), attach(tmp_path, "blue.png", png((0, 0, 255)))
+    red, blue = attach(tmp_path, "red.png", png()), attach(tmp_path, "blue.png", png(rgb=(0, 0, 255)))
     await page.send("What is this?", (red,))
     await page.send("And this?", (blue,))
     first_answer = ("assistant", "Echo: What is this?")
@@ -230,7 +218,7 @@ async def test_a_reseed_reads_no_file_the_session_was_not_given(fake: Fake, tmp_
     """A path in the history the browser sends is not trusted: only files attached in
     this session are read again."""
     secret = tmp_path / "other.png"
-    secret.write_bytes(png((1, 2, 3)))
+    secret.write_bytes(png(rgb=(1, 2, 3)))
     rt = runtime(fake)
     page = Page(rt.new_session())
     page.history = [
@@ -448,7 +436,7 @@ class Recorder(NullTap):
         self.files.append((file_id, name, data))
 
 
-PLOT = png((0, 128, 0), size=4)
+PLOT = png(4, 4, (0, 128, 0))
 CITE = {
     "type": "container_file_citation",
     "container_id": "cntr_abc",
