@@ -24,6 +24,17 @@ from streamchat.transcript import Transcript
 pytest_plugins = ["streamchat.pytest_plugin"]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run one at a time, on one worker (``--dist loadgroup``): each starts
+    the app and Chromium, and two at once on a 2-core machine miss their waits."""
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.xdist_group("browser"))
+
+
 TEST_KEY = "sk-test-0000000000000000000000"
 
 BASE_CONFIG = """
