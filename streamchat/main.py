@@ -104,8 +104,8 @@ def _gradio_signatures_cached() -> None:
 
     import gradio.blocks
 
-    if isinstance(gradio.blocks.inspect, types.ModuleType) and gradio.blocks.inspect is not inspect:
-        return  # done already
+    if getattr(gradio.blocks, "inspect", None) is not inspect:
+        return  # done already (or a Gradio that no longer uses it: nothing to speed up)
     known: weakref.WeakKeyDictionary[object, inspect.Signature] = weakref.WeakKeyDictionary()
 
     def signature(obj: object, **kwargs: object) -> inspect.Signature:
