@@ -139,7 +139,7 @@ def open_page(browser: Any, url: str, fake: Echo, captured: list[Any]) -> Page:
     return Page(page, fake, captured)
 
 
-@pytest.mark.parametrize("api", ["chat", "responses"])
+@pytest.mark.parametrize("api", ["chat", "responses", "assistants"])
 def test_an_uploaded_image_is_a_thumbnail_and_reaches_the_model(
     api: str, browser: Any, captured: list[Any], tmp_path: Path
 ) -> None:
@@ -184,6 +184,10 @@ def test_an_uploaded_image_is_a_thumbnail_and_reaches_the_model(
         assert "over the limit of 0.01 MiB" in page.evaluate("window.__files.answers()")[-1]
 
         sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (cat, dog)}
+        # What the model saw last (every backend, whatever form each image went in):
+        # each image right after the message that carried it.
+        assert fake.contexts[-1][:2] == [("user", "what is this"), ("image", sha["cat.png"])]
+        assert ("image", sha["dog.png"]) in fake.contexts[-1]
         if api == "chat":
             bodies = [r.body for r in fake.requests("POST", "/chat/completions")]
             assert len(bodies) == 5
@@ -192,9 +196,16 @@ def test_an_uploaded_image_is_a_thumbnail_and_reaches_the_model(
             # system, cat + "what is this", answer, "and now?", answer, dog alone, answer, "last one"
             assert images == [[], [sha["cat.png"]], [], [], [], [sha["dog.png"]], [], []]
             assert bodies[-1]["messages"][-1] == {"role": "user", "content": "last one"}
-        else:  # one conversation all along: the page's history read as the app expected
+        elif api == "responses":  # one conversation all along: the page's history read as the app expected
             assert len(fake.requests("POST", "/conversations")) == 1
             assert len(fake.requests("POST", "/responses")) == 5
+            parts = fake.requests("POST", "/responses")[0].body["input"][-1]["content"]
+            assert sorted(p["type"] for p in parts) == ["input_image", "input_text"]
+            assert att.data_url_bytes(next(p["image_url"] for p in parts if p["type"] == "input_image")) == cat.read_bytes()
+        else:  # one thread all along; the image uploaded once, for vision, sent by file id
+            assert len([r for r in fake.requests("POST") if r.path == "/threads"]) == 1
+            uploads = [f for f in fake.files.files.values() if f.purpose == "vision"]
+            assert {f.sha256 for f in uploads} == set(sha.values())
         page.context.close()
     finally:
         app.stop()
