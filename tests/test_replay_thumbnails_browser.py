@@ -83,3 +83,49 @@ def test_the_demo_replays_the_message_with_its_thumbnail_and_the_recorded_answer
     [src] = page.evaluate(LOADED_IMAGES, "[role=log]")  # the user message's picture, decoded
     assert src.endswith("/square.png")
     assert "nothing in it answers" not in (page.locator("body").text_content() or "")
+
+
+@pytest.fixture(scope="module")
+def bundled_app() -> Iterator[AppProcess]:
+    """The app as the README's first command starts it: no key, the bundled recordings."""
+    require_browser()
+    process = AppProcess({"STREAMCHAT_SPEED": "0"})
+    try:
+        process.wait_ready()
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize(
+    ("recording", "file_name", "answer"),
+    [
+        ("17-image-question", "bar-chart.png", "three bars rising from left to right"),
+        ("18-file-search-upload", "launch-plan.md", "Dana Whitfield, head of product"),
+    ],
+)
+def test_the_bundled_multimodal_recordings_replay_offline_with_their_files(
+    bundled_app: AppProcess, recording: str, file_name: str, answer: str
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1280, "height": 900})
+            tab.set_default_timeout(WAIT_MS)
+            tab.goto(f"{bundled_app.url}/?autoplay=1&recording={recording}&speed=0", wait_until="domcontentloaded")
+            tab.wait_for_function("t => document.querySelector('[role=log]')?.innerText.includes(t)", arg=answer)
+            log = tab.locator("[role=log]")
+            assert "nothing in it answers" not in (log.text_content() or "")
+            if file_name.endswith(".png"):  # the recorded chart, decoded, in the user's message
+                tab.wait_for_function(
+                    "() => [...document.querySelectorAll('[data-testid=user] img')].some(i => i.complete && i.naturalWidth === 160)"
+                )
+                srcs = tab.evaluate("[...document.querySelectorAll('[data-testid=user] img')].map(i => i.src)")
+                assert any(s.endswith("/" + file_name) for s in srcs)
+            else:  # a document: its name in the user's message, and the search that found it
+                assert file_name in (tab.locator("[data-testid=user]").first.text_content() or "")
+                assert "Searched files" in (log.text_content() or "")
+        finally:
+            browser.close()
