@@ -247,14 +247,22 @@ def data_url_bytes(url: str) -> bytes | None:
 
 
 def elide_data_urls(value: Any) -> Any:
-    """A request body with each ``data:`` URL replaced by its type, size and hash, as a
-    recording keeps it: the request as sent, without the file's bytes."""
+    """A request body with each ``data:`` URL replaced by its type, size and hash, and
+    each document inlined as text (``inline_text``) by its name, type, hash and size, as
+    a recording keeps it: the request as sent, without the files' bytes."""
     if isinstance(value, str):
-        raw = data_url_bytes(value) if value.startswith("data:") else None
-        if raw is None:
-            return value
-        mime = value[5:].split(";", 1)[0]
-        return f"data:{mime};sha256={hashlib.sha256(raw).hexdigest()};size={len(raw)}"
+        if value.startswith("data:"):
+            raw = data_url_bytes(value)
+            if raw is not None:
+                mime = value[5:].split(";", 1)[0]
+                return f"data:{mime};sha256={hashlib.sha256(raw).hexdigest()};size={len(raw)}"
+        elif value.startswith("<file "):
+            found = parse_inline(value)
+            if found is not None:
+                name, mime, body = found
+                raw = body.encode("utf-8")
+                return f'<file name="{html.escape(name)}" type="{mime}" sha256="{hashlib.sha256(raw).hexdigest()}" size="{len(raw)}"/>'
+        return value
     if isinstance(value, dict):
         return {k: elide_data_urls(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import __version__, redact
-from .attachments import elide_data_urls, parse_inline
+from .attachments import elide_data_urls
 from .events import TERMINAL_STATUSES, TurnStatus
 from .redact import clean_text as clean_text  # re-exported: the writer's own rule
 from .sse import APIS, Api, RawEvent
@@ -265,23 +265,6 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _elide_inline(value: Any) -> Any:
-    """A request body with each document inlined as text (``attachments.inline_text``)
-    replaced by its name, type, hash and size: the request as sent, without the file."""
-    if isinstance(value, str):
-        found = parse_inline(value) if value.startswith("<file ") else None
-        if found is None:
-            return value
-        name, mime, body = found
-        raw = body.encode("utf-8")
-        return f'<file name="{name}" type="{mime}" sha256="{_digest(raw)}" size="{len(raw)}"/>'
-    if isinstance(value, dict):
-        return {k: _elide_inline(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_elide_inline(v) for v in value]
-    return value
-
-
 def request_body(content_type: str, content: bytes) -> Any:
     """What a ``request`` line keeps of a request body: JSON with its data URLs and
     inlined documents elided; a multipart upload's fields, each file part as its
@@ -312,7 +295,7 @@ def request_body(content_type: str, content: bytes) -> Any:
             return {"multipart": fields}
     if kind == "application/json" or kind.endswith("+json") or not kind:
         try:
-            return _elide_inline(elide_data_urls(json.loads(content)))
+            return elide_data_urls(json.loads(content))
         except ValueError:
             pass
     return {"content_type": kind, "size": len(content), "sha256": _digest(content)}

@@ -6,16 +6,15 @@ chat through Undo and Edit when messages carried files."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from conftest import BASE_CONFIG, TEST_KEY, Fake, make_settings
-from images import png
+from images import attach, png, sha
 
-from streamchat.attachments import Attachment, Limits, inspect
+from streamchat.attachments import Attachment
 from streamchat.backends.assistants import AssistantsBackend
 from streamchat.backends.base import Conversation, NullTap, TurnContext
 from streamchat.backends.history import content_text, visible
@@ -27,16 +26,6 @@ CONFIG = BASE_CONFIG.replace("backend: responses", "backend: assistants")
 FILE_SEARCH = CONFIG + "tools:\n  - type: file_search\n"
 CODE = CONFIG + "tools:\n  - type: code_interpreter\n"
 BOTH = CONFIG + "tools:\n  - type: file_search\n  - type: code_interpreter\n"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def attach(tmp_path: Path, name: str, data: bytes) -> Attachment:
-    path = tmp_path / name
-    path.write_bytes(data)
-    return inspect(path, Limits())
 
 
 def runtime(fake: Fake, config: str = CONFIG) -> Runtime:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import CHROMIUM, CHROMIUM_ARGS, AppProcess, require_browser
+from browser_helpers import AppProcess
 from conftest import BASE_CONFIG, TEST_KEY
 from test_attachments_browser import Echo, open_page
+from test_attachments_browser import browser as _browser  # noqa: F401 (the shared Chromium fixture, by this name)
 
 from streamchat.replayapi import Reply
 from streamchat.serve import serve_in_thread
@@ -46,19 +46,8 @@ def attach(chat: Any, path: Path) -> None:
     chat.page.locator("[aria-label='File thumbnail']").first.wait_for()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.mark.parametrize("api", ["responses", "assistants"])
-def test_a_document_is_searched_in_the_sessions_store_which_goes_with_the_tab(api: str, browser: Any, tmp_path: Path) -> None:
+def test_a_document_is_searched_in_the_sessions_store_which_goes_with_the_tab(api: str, _browser: Any, tmp_path: Path) -> None:  # noqa: F811
     config = tmp_path / "config.yaml"
     config.write_text(BASE_CONFIG + "tools:\n  - type: file_search\n", encoding="utf-8")
     plan, notes = tmp_path / "plan.md", tmp_path / "notes.txt"
@@ -72,7 +61,7 @@ def test_a_document_is_searched_in_the_sessions_store_which_goes_with_the_tab(ap
     streaming = "/responses" if api == "responses" else "/runs"
     try:
         app.wait_ready()
-        chat = open_page(browser, app.url, fake, [])
+        chat = open_page(_browser, app.url, fake, [])
         attach(chat, plan)
         chat.send("When is the launch?", answers=1, expect="Got: When is the launch?")
         [store] = fake.live_objects("vector_store")

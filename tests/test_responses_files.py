@@ -8,16 +8,15 @@ URL or a file id, the tools' store and container ids)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from conftest import BASE_CONFIG, TEST_KEY, Fake, make_settings, replay_settings
-from images import png
+from images import attach, png, sha
 
-from streamchat.attachments import Attachment, Limits, inspect
+from streamchat.attachments import Attachment
 from streamchat.backends import responses
 from streamchat.backends.base import Conversation, NullTap, TurnContext
 from streamchat.backends.history import content_text, visible
@@ -31,17 +30,6 @@ from streamchat.testing import synth
 
 SEARCH_CONFIG = BASE_CONFIG + "tools:\n  - type: file_search\n"
 CODE_CONFIG = BASE_CONFIG + "tools:\n  - type: code_interpreter\n"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def attach(folder: Path, name: str, data: bytes) -> Attachment:
-    """A file as the page hands it over: on disk, checked."""
-    path = folder / name
-    path.write_bytes(data)
-    return inspect(path, Limits())
 
 
 def browser_message(role: str, content: Any) -> dict[str, Any]:
