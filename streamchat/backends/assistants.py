@@ -54,7 +54,7 @@ from .base import (
     run_calls,
     sdk_names,
 )
-from .history import content_text, history_key, visible
+from .history import content_files, content_words, history_key, visible, visible_with_sources
 
 log = logging.getLogger(__name__)
 
@@ -385,47 +385,6 @@ class _Indexed:
 _UNSEEN = 1 << 62
 
 
-def _history_sources(history: list[dict[str, Any]] | None) -> list[Any]:
-    """The content each message of ``visible(history)`` came from (an assistant's joined
-    answer: its first message's), for the files a user message carried."""
-    out: list[Any] = []
-    role_before = None
-    for message in history or []:
-        if not isinstance(message, dict) or message.get("metadata"):
-            continue
-        role = message.get("role")
-        if role not in ("user", "assistant") or not content_text(message.get("content")).strip():
-            continue
-        if not (out and role_before == role == "assistant"):
-            out.append(message.get("content"))
-        role_before = role
-    return out
-
-
-def _file_of(part: Any) -> tuple[str, str] | None:
-    """``(name, path)`` of a content part that is a file (Gradio's shapes: a
-    ``{"type": "file", "file": {...}}`` part, a ``{"path": ...}`` dict, a ``(path, alt)``)."""
-    if isinstance(part, (tuple, list)):
-        return (os.path.basename(part[0]), part[0]) if part and isinstance(part[0], str) else None
-    if not isinstance(part, dict) or part.get("type") in ("text", "component"):
-        return None
-    value: dict[str, Any] = part["file"] if isinstance(part.get("file"), dict) else part
-    path = value.get("path")
-    if not isinstance(path, str) or not path:
-        return None
-    # The path's own name first, as history.py labels it: the page sends a file back with
-    # `orig_name` null, its path in Gradio's cache ending in the original name.
-    return os.path.basename(path) or str(value.get("orig_name") or "file"), path
-
-
-def _files_and_words(content: Any) -> tuple[list[tuple[str, str]], str]:
-    """A message's files (``(name, path)``) and its own text, without their labels."""
-    parts = content if isinstance(content, list) else [content]
-    files = [f for f in (_file_of(p) for p in parts) if f is not None]
-    words = "\n\n".join(t for t in (content_text(p) for p in parts if _file_of(p) is None) if t)
-    return files, words
-
-
 def _mime_of(name: str, data: bytes) -> str:
     image = _sniff_image(data[:16])
     return IMAGE_TYPES[image] if image else mimetypes.guess_type(name)[0] or "application/octet-stream"
@@ -551,7 +510,7 @@ class AssistantsBackend(Backend):
         disk go again as they went (images as ``image_file``, documents to the store or
         the code interpreter); one gone keeps its ``[file: name]`` label in the text.
         The store keeps only the documents of this history (a gone one by its name)."""
-        sources = _history_sources(history)
+        sources = [content for _, content in visible_with_sources(history)]
         if len(sources) != len(seen):  # cannot happen (same walk as `visible`); text only then
             sources = [None] * len(seen)
         indexed = self._indexed.get(conv.vector_store_id or "", {})
@@ -559,7 +518,7 @@ class AssistantsBackend(Backend):
             entry.position = _UNSEEN
         messages: list[Any] = []
         for i, (message, content) in enumerate(zip(seen, sources, strict=True)):
-            files, words = _files_and_words(content) if message["role"] == "user" else ([], "")
+            files, words = (content_files(content), content_words(content)) if message["role"] == "user" else ([], "")
             found: list[Attachment] = []
             for name, path in files:
                 try:
