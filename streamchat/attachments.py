@@ -52,6 +52,13 @@ TEXT_TYPES: dict[str, str] = {
 }
 """Text documents, by extension: accepted when their bytes are UTF-8 text."""
 DOCUMENT_TYPES: dict[str, str] = {"pdf": "application/pdf", **TEXT_TYPES}
+SEARCHABLE_TYPES = frozenset(
+    mime
+    for ext, mime in DOCUMENT_TYPES.items()
+    if ext in ("pdf", "txt", "md", "json", "py", "js", "ts", "html", "css", "c", "cpp", "java", "go", "sh", "tex")
+)
+"""Document types file_search reads (OpenAI's list of supported files, of those the app
+accepts): CSV, YAML, XML and Rust are not among them; each backend sends those another way."""
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import openai
 from openai.types.beta import AssistantStreamEvent
 
 from .. import events as ev
-from ..attachments import DOCUMENT_TYPES, IMAGE_TYPES, Attachment, AttachmentError, _sniff_image, inspect
+from ..attachments import IMAGE_TYPES, SEARCHABLE_TYPES, Attachment, AttachmentError, _sniff_image, inspect
 from ..events import StreamEvent, TurnStatus
 from ..sse import RawEvent
 from .base import (
@@ -339,15 +339,6 @@ def tool_resources(config: Any) -> dict[str, Any]:
     return resources
 
 
-SEARCHABLE = frozenset(
-    mime
-    for ext, mime in DOCUMENT_TYPES.items()
-    if ext in ("pdf", "txt", "md", "json", "py", "js", "ts", "html", "css", "c", "cpp", "java", "go", "sh", "tex")
-)
-"""Document types file_search reads (OpenAI's list of supported files, of those the app
-accepts): CSV, YAML, XML and Rust are not among them and go to the code interpreter only."""
-
-
 def _tool_types(config: Any) -> set[str]:
     return {tool.type for tool in config.tools}
 
@@ -358,7 +349,7 @@ def refusal(attachments: tuple[Attachment, ...], tools: set[str]) -> str | None:
     for a in attachments:
         if a.kind != "document":
             continue
-        if "code_interpreter" in tools or ("file_search" in tools and a.mime in SEARCHABLE):
+        if "code_interpreter" in tools or ("file_search" in tools and a.mime in SEARCHABLE_TYPES):
             continue
         if "file_search" in tools:
             return (
@@ -594,7 +585,7 @@ class AssistantsBackend(Backend):
                 parts.append({"type": "image_file", "image_file": {"file_id": await self._upload(conv, a, "vision")}})
                 continue
             file_id = await self._upload(conv, a, "assistants")
-            if "file_search" in tools and a.mime in SEARCHABLE:
+            if "file_search" in tools and a.mime in SEARCHABLE_TYPES:
                 notes += await self._index(conv, a, file_id, position)
             if "code_interpreter" in tools:
                 attached.append({"file_id": file_id, "tools": [{"type": "code_interpreter"}]})

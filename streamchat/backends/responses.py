@@ -28,7 +28,7 @@ from openai.types.responses import ResponseStreamEvent
 from openai.types.vector_store_create_params import ExpiresAfter
 
 from .. import events as ev
-from ..attachments import Attachment, AttachmentError, inspect
+from ..attachments import SEARCHABLE_TYPES, Attachment, AttachmentError, inspect
 from ..config import Config
 from ..events import StreamEvent, TurnStatus
 from ..sse import RawEvent
@@ -322,28 +322,6 @@ IMAGE_INLINE_MAX = 4 * 1024 * 1024
 ``vision``) and sent by its file id. A request's whole payload is capped (50 MB at
 OpenAI), and five images at the default limit of 20 MiB would be some 130 MB as data
 URLs (base64 adds a third)."""
-SEARCHABLE_TYPES = frozenset(
-    {
-        "application/pdf",
-        "text/plain",
-        "text/markdown",
-        "application/json",
-        "text/html",
-        "text/css",
-        "text/javascript",
-        "text/x-typescript",
-        "text/x-python",
-        "text/x-c",
-        "text/x-c++",
-        "text/x-java",
-        "text/x-go",
-        "application/x-sh",
-        "text/x-tex",
-    }
-)
-"""The app's document types (``attachments.DOCUMENT_TYPES``) that file_search takes into a
-vector store (OpenAI's list of supported files). The others (CSV, YAML, XML, Rust) go
-as ``input_file``, which takes spreadsheets and any text or code file."""
 _SUFFIXES = {
     "application/pdf": (".pdf",),
     "image/png": (".png",),
